@@ -1,0 +1,105 @@
+"""ANN -> SNN conversion by data-based weight normalisation (Diehl et al. 2015; Rueckauer et al. 2017).
+
+Each ReLU layer l gets a scale lambda_l: the ``percentile`` of its non-zero activations on a
+calibration set (100 = the maximum). With lambda_0 = 1 for images in [0, 1], the layer feeding it is
+rescaled to W_l <- W_l lambda_{l-1} / lambda_l, b_l <- b_l / lambda_l, and its ReLU becomes neurons
+with threshold 1, so a neuron's firing rate approximates its ANN activation / lambda_l, clipped to
+[0, 1]. Biases are constant input currents. Average pooling is linear and passes rates unchanged
+(exact); max pooling becomes a ``MaxPoolGate``. Softmax is dropped (it does not change the argmax).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuro import graph
+from neuro.errors import NeuroError
+from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+
+
+def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
+    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``."""
+    if not 0 < percentile <= 100:
+        raise NeuroError(f"percentile {percentile} is out of range: use 0 < p <= 100 (100 = max normalisation)")
+    if len(calibration) == 0:
+        raise NeuroError("the calibration set is empty: give at least one image")
+    _, acts = net.forward(calibration, collect=True)
+    scales = {}
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, graph.ReLU):
+            nz = acts[i][acts[i] > 0]
+            scales[i] = float(np.percentile(nz, percentile)) if nz.size else 1.0
+    scales["output"] = _output_scale(acts[-1] if not isinstance(net.layers[-1], graph.Softmax) else acts[-2],
+                                     percentile)
+    return scales
+
+
+def _output_scale(logits: np.ndarray, percentile: float) -> float:
+    pos = logits[logits > 0]
+    return float(np.percentile(pos, percentile)) if pos.size else 1.0
+
+
+def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 99.9, reset: str = "subtract",
+            leak: float = 0.0, v_init: float = 0.5, readout: str = "potential", pool_neurons: bool = False) -> SNN:
+    """Convert a ReLU network into an SNN.
+
+    ``v_init``: initial V as a fraction of the threshold; 0.5 centres the rate-quantisation error
+    (Bu et al. 2022, "Optimal ANN-SNN conversion", ICLR) and cuts the steps needed for ANN accuracy.
+    ``readout``: "potential" (the output layer integrates without spiking; class = argmax V) or
+    "spikes" (the output layer spikes; class = most spikes, V breaks ties).
+    ``pool_neurons``: put IF neurons (threshold 1) after each average pooling so every op between
+    neurons sees binary spikes (what a chip needs); without them pooled spike fractions feed the next
+    layer directly (exact, one step less latency per pooling layer).
+    """
+    net.check_input(calibration)
+    scales = layer_scales(net, calibration, percentile)
+    layers = net.layers[:-1] if isinstance(net.layers[-1], graph.Softmax) else net.layers
+    last_linear = max((i for i, layer in enumerate(layers) if isinstance(layer, (graph.Conv2d, graph.Dense))),
+                      default=None)
+    if last_linear is None:
+        raise NeuroError(f"network {net.name!r} has no Conv2d or Dense layer to convert")
+    if last_linear != len(layers) - 1:
+        raise NeuroError(f"network {net.name!r} must end with a Conv2d/Dense layer (optionally + Softmax), "
+                         f"it ends with {type(layers[-1]).__name__}")
+
+    ops, prev_scale, i = [], 1.0, 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, (graph.Conv2d, graph.Dense)):
+            followed_by_relu = i + 1 < len(layers) and isinstance(layers[i + 1], graph.ReLU)
+            if i == last_linear:
+                scale = scales["output"]
+                neurons = Neurons(1.0, leak, reset, v_init if readout == "spikes" else 0.0, readout == "spikes")
+            elif followed_by_relu:
+                scale = scales[i + 1]
+                neurons = Neurons(1.0, leak, reset, v_init)
+                i += 1  # the ReLU becomes these neurons
+            else:
+                raise NeuroError(f"layer {i} ({type(layer).__name__}) is not followed by a ReLU: only ReLU "
+                                 "networks can be converted")
+            ops += [Synapses(_rescale(layer, prev_scale / scale, 1.0 / scale)), neurons]
+            prev_scale = scale
+        elif isinstance(layer, graph.AvgPool2d):
+            ops.append(Synapses(layer))
+            if pool_neurons:
+                ops.append(Neurons(1.0, 0.0, reset, v_init))
+        elif isinstance(layer, graph.MaxPool2d):
+            ops.append(MaxPoolGate(layer.kernel, layer.stride))
+        elif isinstance(layer, graph.Flatten):
+            ops.append(Flatten())
+        elif isinstance(layer, graph.ReLU):
+            raise NeuroError(f"layer {i} is a ReLU that does not follow a Conv2d/Dense: it cannot be converted")
+        else:
+            raise NeuroError(f"layer {i} ({type(layer).__name__}) cannot be converted")
+        i += 1
+
+    info = dict(percentile=percentile, reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
+                n_calibration=len(calibration), scales=[s for k, s in scales.items() if k != "output"],
+                output_scale=scales["output"], source=net.name)
+    return SNN(net.input_shape, ops, readout, net, info)
+
+
+def _rescale(layer, w_factor: float, b_factor: float):
+    if isinstance(layer, graph.Dense):
+        return graph.Dense(layer.weight * w_factor, layer.bias * b_factor)
+    return graph.Conv2d(layer.weight * w_factor, layer.bias * b_factor, layer.stride, layer.padding, layer.groups)

@@ -1,0 +1,62 @@
+"""Input encodings: what the first layer receives each step from an image batch (N, C, H, W) in [0, 1].
+
+* ``current``: the pixel values themselves, the same every step (constant input current);
+* ``rate``: Bernoulli spikes, P(spike) = pixel value per step, i.e. a discrete-time Poisson process,
+  seeded; a given seed and batch size reproduce the same spikes.
+
+Both give flat channel-last arrays (N, H*W*C), the engine's layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuro.errors import NeuroError
+
+ENCODINGS = ("current", "rate")
+
+
+def to_channel_last(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) or (N, D) -> flat (N, H*W*C) float32."""
+    x = np.asarray(images, np.float32)
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+class _Constant:
+    static = True
+
+    def __init__(self, images):
+        self.x = to_channel_last(images)
+
+    def step(self):
+        return self.x
+
+
+class _Rate:
+    static = False
+
+    def __init__(self, images, rng):
+        self.p = to_channel_last(images)
+        if self.p.size and (self.p.min() < 0 or self.p.max() > 1):
+            raise NeuroError("rate encoding needs pixel values in [0, 1]: scale the images first")
+        self.rng, self.u, self.x = rng, np.empty_like(self.p), np.empty_like(self.p)
+
+    def step(self):
+        self.rng.random(out=self.u, dtype=np.float32)
+        np.less(self.u, self.p, out=self.x, casting="unsafe")
+        return self.x
+
+
+class Encoder:
+    def __init__(self, encoding: str, seed: int):
+        if encoding not in ENCODINGS:
+            raise NeuroError(f"encoding {encoding!r} is unknown: use one of {ENCODINGS}")
+        self.encoding, self.seed = encoding, seed
+
+    def for_batch(self, images, start: int):
+        """The step-by-step input of one batch; ``start`` (its first image index) seeds rate coding."""
+        if self.encoding == "current":
+            return _Constant(images)
+        return _Rate(images, np.random.default_rng([self.seed, start]))

@@ -1,0 +1,346 @@
+"""The time-stepped engine: runs an SNN on a batch of images for T steps and counts what it does.
+
+Each op of the SNN becomes a stage with preallocated buffers. Per step the encoded input flows
+through the stages; synaptic stages pick the event-driven (scatter) path when the fraction of
+non-zero inputs is below ``event_threshold`` and the dense path (im2col + BLAS) otherwise.
+State is (batch, neurons), so memory is flat in T; nothing is kept per step unless recorded.
+
+The seam for chip models is the ``Backend``: it turns each ``Synapses`` op into the weights the
+chip uses (e.g. quantised integers held in float32, exact below 2^24) and each ``Neurons`` op into
+a ``NeuronModel`` that owns the neuron state and its update. The float backend is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from neuro import encode, graph, kernels
+from neuro.errors import NeuroError
+from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+
+DEFAULT_EVENT_THRESHOLD = 0.05  # below this input activity the scatter path wins (benchmarks/bench_engine.py)
+
+
+# --- neuron models and backends (the chip seam) ----------------------------------------------------
+
+class NeuronModel:
+    """State and update of one population; chip models subclass this with their integer dynamics."""
+
+    def reset(self, batch: int, n: int) -> None:
+        raise NotImplementedError
+
+    def step(self, current: np.ndarray, spikes: np.ndarray) -> int:
+        """Integrate ``current`` (batch, n), write 0/1 into ``spikes``, return the number of spikes."""
+        raise NotImplementedError
+
+    def potential(self) -> np.ndarray:
+        """Membrane potential (batch, n) in units of the threshold, for readout."""
+        raise NotImplementedError
+
+
+class FloatNeurons(NeuronModel):
+    """float32 integrate-and-fire / leaky neurons of a ``Neurons`` op."""
+
+    def __init__(self, op: Neurons):
+        self.op = op
+
+    def reset(self, batch, n):
+        self.v = np.full((batch, n), self.op.v_init * self.op.threshold, np.float32)
+
+    def step(self, current, spikes):
+        op = self.op
+        if not op.spiking:
+            if op.leak:
+                self.v *= np.float32(1.0 - op.leak)
+            self.v += current
+            return 0
+        return kernels.integrate_fire(current, self.v, spikes, np.float32(op.threshold),
+                                      np.float32(1.0 - op.leak), op.reset == "subtract")
+
+    def potential(self):
+        return self.v / np.float32(self.op.threshold)
+
+
+class Backend:
+    """Float SNN semantics; a chip backend overrides these two hooks."""
+
+    name = "float"
+
+    def synapse_op(self, op):
+        return op
+
+    def neuron_model(self, op: Neurons) -> NeuronModel:
+        return FloatNeurons(op)
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+@dataclass
+class LayerCounts:
+    """Totals over all images and steps of one op (divide by n_images for per-image figures)."""
+
+    name: str
+    neurons: int = 0
+    spikes: float = 0.0
+    synops: float = 0.0           # non-zero inputs x their fan-out (synaptic events)
+    effective_acs: float = 0.0    # NeuroBench: synops driven by binary inputs
+    effective_macs: float = 0.0   # NeuroBench: synops driven by graded (non-binary) inputs
+    dense: float = 0.0            # NeuroBench: every connection, every step
+    event_steps: int = 0          # steps that took the event-driven path
+    dense_steps: int = 0
+
+
+class SynapseStage:
+    """A conv, dense or average-pool op; inputs and outputs flat, images channel-last."""
+
+    def __init__(self, op, in_shape, out_shape, perm, event_threshold):
+        self.event_threshold = event_threshold
+        self.out_size = int(np.prod(out_shape))
+        if isinstance(op, graph.AvgPool2d):
+            op = op.as_conv(in_shape[0])
+        self.bias = op.bias.astype(np.float32)
+        if isinstance(op, graph.Dense):
+            w = op.weight if perm is None else op.weight[:, perm]
+            self.kind = "dense"
+            self.wt = np.ascontiguousarray(w.T, np.float32)  # (in, out)
+            self.fanout = (self.wt != 0).sum(axis=1).astype(np.float64)
+            self.connections = w.size
+        else:
+            (c, h, w_), (o, oh, ow) = in_shape, out_shape
+            cin_g, kh, kw = op.weight.shape[1:]
+            og = o // op.groups
+            self.kind = "conv"
+            # wr[c, ky, kx, j] = W[group(c) * og + j, c mod cin_g, ky, kx]
+            wg = op.weight.reshape(op.groups, og, cin_g, kh, kw)
+            self.wr = np.ascontiguousarray(wg.transpose(0, 2, 3, 4, 1).reshape(c, kh, kw, og), np.float32)
+            self.geom = (h, w_, c, oh, ow, *op.stride, *op.padding)
+            self.cin_g, self.groups, self.ksize = cin_g, op.groups, (kh, kw)
+            if op.groups == 1:  # dense path: im2col rows (ky, kx, c) x wm
+                self.wm = np.ascontiguousarray(self.wr.transpose(1, 2, 0, 3).reshape(kh * kw * c, o))
+            self.fanout = kernels.conv_fanout(self.wr, h, w_, oh, ow, *op.stride, *op.padding)
+            self.connections = oh * ow * o * cin_g * kh * kw
+
+    def reset(self, batch):
+        self.out = np.empty((batch, self.out_size), np.float32)
+        if self.kind == "conv" and self.groups == 1:
+            h, w, c, oh, ow = self.geom[:5]
+            self.cols = np.empty((batch * oh * ow, self.ksize[0] * self.ksize[1] * c), np.float32)
+
+    def step(self, x, counts: LayerCounts):
+        nnz, synops, graded = kernels.activity(x, self.fanout)
+        counts.synops += synops
+        if graded:
+            counts.effective_macs += synops
+        else:
+            counts.effective_acs += synops
+        counts.dense += self.connections * x.shape[0]
+        event = nnz < self.event_threshold * x.size or (self.kind == "conv" and self.groups > 1)
+        if event:
+            counts.event_steps += 1
+        else:
+            counts.dense_steps += 1
+        if self.kind == "dense":
+            if event:
+                kernels.dense_scatter(x, self.wt, self.bias, self.out)
+            else:
+                np.matmul(x, self.wt, out=self.out)
+                self.out += self.bias
+        elif event:
+            h, w, c, oh, ow, sy, sx, py, px = self.geom
+            kernels.conv_scatter(x, self.wr, self.bias, self.out, h, w, c, oh, ow, sy, sx, py, px, self.cin_g)
+        else:
+            h, w, c, oh, ow, sy, sx, py, px = self.geom
+            kernels.im2col(x, self.cols, h, w, c, oh, ow, *self.ksize, sy, sx, py, px)
+            out2d = self.out.reshape(-1, self.wm.shape[1])
+            np.matmul(self.cols, self.wm, out=out2d)
+            out2d += self.bias
+        return self.out
+
+
+class NeuronStage:
+    def __init__(self, model: NeuronModel, n):
+        self.model, self.n = model, n
+
+    def reset(self, batch):
+        self.model.reset(batch, self.n)
+        self.out = np.zeros((batch, self.n), np.float32)
+
+    def step(self, x, counts: LayerCounts):
+        counts.spikes += self.model.step(x, self.out)
+        return self.out
+
+
+class GateStage:
+    def __init__(self, op: MaxPoolGate, in_shape, out_shape):
+        (c, h, w), (_, oh, ow) = in_shape, out_shape
+        self.geom = (h, w, c, oh, ow, *op.kernel, *op.stride)
+        self.n_in, self.n_out = c * h * w, c * oh * ow
+
+    def reset(self, batch):
+        self.counts = np.zeros((batch, self.n_in), np.float32)
+        self.out = np.zeros((batch, self.n_out), np.float32)
+
+    def step(self, x, counts: LayerCounts):
+        kernels.maxpool_gate(x, self.counts, self.out, *self.geom)
+        return self.out
+
+
+class PassStage:
+    """Flatten: the flat channel-last buffer stays as it is (the next Dense is permuted instead)."""
+
+    def reset(self, batch):
+        pass
+
+    def step(self, x, counts):
+        return x
+
+
+def _chw_to_hwc(shape) -> np.ndarray:
+    """perm with x_hwc = x_chw[perm] for a (C, H, W) tensor."""
+    return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).reshape(-1)
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+@dataclass
+class SimResult:
+    n_images: int
+    timesteps: int
+    correct_by_step: np.ndarray                 # (T,) images classified correctly after step t+1
+    layers: list[LayerCounts]
+    predictions: np.ndarray                     # class after the last step
+    spike_counts: list[np.ndarray] | None = None  # per Neurons op: (n_images, *shape) total spikes
+    path_summary: dict = field(default_factory=dict)
+
+    @property
+    def accuracy_by_step(self) -> np.ndarray:
+        return self.correct_by_step / max(self.n_images, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.accuracy_by_step[-1])
+
+    def per_image(self, key: str) -> float:
+        """Total of a LayerCounts field over layers, per image."""
+        return float(sum(getattr(c, key) for c in self.layers)) / max(self.n_images, 1)
+
+
+# --- the engine ---------------------------------------------------------------------------------------
+
+class Engine:
+    """Compiles an SNN into stages once; ``run`` simulates any number of images in batches."""
+
+    def __init__(self, snn: SNN, backend: Backend | None = None, event_threshold: float = DEFAULT_EVENT_THRESHOLD):
+        self.snn, self.backend = snn, backend or Backend()
+        shapes = snn.shapes()
+        if len(shapes[-1]) != 1:
+            raise NeuroError(f"the SNN's output has shape {shapes[-1]}: it must be a flat class vector")
+        self.stages, self.names = [], []
+        pending_perm = None  # set by a Flatten of an image, consumed by the next Dense
+        for i, op in enumerate(snn.ops):
+            in_shape, out_shape = shapes[i], shapes[i + 1]
+            if isinstance(op, Synapses):
+                syn = self.backend.synapse_op(op.op)
+                stage = SynapseStage(syn, in_shape, out_shape, pending_perm, event_threshold)
+                if isinstance(syn, graph.Dense):
+                    pending_perm = None
+            elif isinstance(op, Neurons):
+                stage = NeuronStage(self.backend.neuron_model(op), int(np.prod(out_shape)))
+            elif isinstance(op, MaxPoolGate):
+                stage = GateStage(op, in_shape, out_shape)
+            elif isinstance(op, Flatten):
+                stage = PassStage()
+                if len(in_shape) == 3:
+                    pending_perm = _chw_to_hwc(in_shape)
+            else:
+                raise NeuroError(f"op {i} ({type(op).__name__}) is not supported by the engine")
+            self.stages.append(stage)
+            self.names.append(f"{i}:{type(getattr(op, 'op', op)).__name__}")
+        self.neuron_shapes = [shapes[i + 1] for i, op in enumerate(snn.ops) if isinstance(op, Neurons)]
+
+    def run(self, images: np.ndarray, labels: np.ndarray, timesteps: int, *, encoding: str = "current",
+            seed: int = 0, batch_size: int = 256, record_counts: bool = False, progress: bool = True) -> SimResult:
+        """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step."""
+        self.snn.check_input(images)
+        if timesteps < 1:
+            raise NeuroError(f"timesteps must be at least 1, got {timesteps}")
+        if len(images) != len(labels):
+            raise NeuroError(f"{len(images)} images but {len(labels)} labels")
+        encoder = encode.Encoder(encoding, seed)
+        counts = [LayerCounts(name) for name in self.names]
+        for c, stage in zip(counts, self.stages):
+            c.neurons = getattr(stage, "n", 0)
+        correct = np.zeros(timesteps, np.int64)
+        predictions = np.zeros(len(images), np.int64)
+        recorded = [np.zeros((len(images), int(np.prod(s))), np.float32) for s in self.neuron_shapes] \
+            if record_counts else None
+        bar = tqdm(total=len(images) * timesteps, unit="img-step", disable=not progress, leave=False,
+                   desc=f"simulate T={timesteps}")
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            y = np.asarray(labels[start:start + batch_size])
+            pred = self._run_batch(batch, y, timesteps, encoder.for_batch(batch, start), counts, correct,
+                                   None if recorded is None else [r[start:start + len(batch)] for r in recorded],
+                                   bar)
+            predictions[start:start + len(batch)] = pred
+        bar.close()
+        spike_counts = None
+        if recorded is not None:
+            spike_counts = [r.reshape(-1, s[1], s[2], s[0]).transpose(0, 3, 1, 2) if len(s) == 3
+                            else r.reshape(-1, *s) for r, s in zip(recorded, self.neuron_shapes)]
+        return SimResult(len(images), timesteps, correct, counts, predictions, spike_counts)
+
+    def _run_batch(self, batch, labels, timesteps, inputs, counts, correct, recorded, bar):
+        for stage in self.stages:
+            stage.reset(len(batch))
+        neuron_stages = [s for s in self.stages if isinstance(s, NeuronStage)]
+        output = neuron_stages[-1]
+        out_counts = np.zeros((len(batch), output.n), np.float32) if self.snn.readout == "spikes" else None
+        static_first = inputs.static and isinstance(self.stages[0], SynapseStage)
+        for t in range(timesteps):
+            x = inputs.step()
+            for k, (stage, c) in enumerate(zip(self.stages, counts)):
+                if k == 0 and static_first and t > 0:
+                    _add_work(c, first_step_work)  # same input every step: reuse the current, count the work
+                    x = stage.out
+                else:
+                    before = _work(c)
+                    x = stage.step(x, c)
+                    if k == 0:
+                        first_step_work = _work(c) - before
+            if recorded is not None:
+                for r, s in zip(recorded, neuron_stages):
+                    r += s.out
+            if out_counts is not None:
+                out_counts += output.out
+            pred = self._predict(output, out_counts)
+            correct[t] += int((pred == labels).sum())
+            bar.update(len(batch))
+        return pred
+
+    def _predict(self, output: NeuronStage, out_counts) -> np.ndarray:
+        v = output.model.potential()
+        if out_counts is None:
+            return v.argmax(axis=1)
+        return (out_counts + 0.25 * np.clip(v, -1, 1)).argmax(axis=1)  # counts first, V breaks ties
+
+
+_WORK_FIELDS = ("synops", "effective_acs", "effective_macs", "dense")
+
+
+def _work(counts: LayerCounts) -> np.ndarray:
+    return np.array([getattr(counts, f) for f in _WORK_FIELDS])
+
+
+def _add_work(counts: LayerCounts, work: np.ndarray) -> None:
+    for f, w in zip(_WORK_FIELDS, work):
+        setattr(counts, f, getattr(counts, f) + float(w))
+
+
+def simulate(snn: SNN, images, labels, timesteps, **kwargs) -> SimResult:
+    """One-call form of ``Engine(snn).run(...)``."""
+    engine_kwargs = {k: kwargs.pop(k) for k in ("backend", "event_threshold") if k in kwargs}
+    return Engine(snn, **engine_kwargs).run(images, labels, timesteps, **kwargs)
