@@ -16,10 +16,9 @@ The SNN keeps the ANN it came from, so a run can report the ANN's accuracy on th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import h5py
 import numpy as np
 
 from neuro import graph
+from neuro.atomic import atomic_path
 from neuro.errors import NeuroError
 
 FORMAT = "neuro-snn"
@@ -160,29 +160,11 @@ def _read_list(group: h5py.Group, types: dict) -> list:
     return [_read_obj(group[str(i)], types) for i in range(len(group))]
 
 
-def atomic_h5(path) -> "_AtomicH5":
+@contextlib.contextmanager
+def atomic_h5(path):
     """Open a new HDF5 file that appears at ``path`` only once it is completely written."""
-    return _AtomicH5(Path(path))
-
-
-class _AtomicH5:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> h5py.File:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(suffix=".tmp", prefix=self.path.name + ".", dir=self.path.parent)
-        os.close(fd)
-        self.file = h5py.File(self.tmp, "w")
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-        return False
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def save(snn: SNN, path) -> None:

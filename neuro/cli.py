@@ -1,0 +1,149 @@
+"""The ``neuro`` command line: convert an ANN into an SNN file, simulate it on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from neuro.errors import NeuroError
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1,28,28") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuro", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a trained ANN (.onnx, Keras .h5, torch .pt) into an SNN file",
+                       description="Convert a trained ANN into a spiking network by data-based normalisation.")
+    c.add_argument("model", help="model file: .onnx, Keras .h5, or a torch checkpoint (.pt/.pth)")
+    c.add_argument("--data", default="mnist", help="dataset whose training split calibrates the scales (default: mnist)")
+    c.add_argument("--data-root", help="folder with the dataset files (default: $NEURO_DATA, then the cache)")
+    c.add_argument("-o", "--output", required=True, help="SNN file to write (HDF5)")
+    c.add_argument("--calibration", type=int, default=1000, help="training images used to calibrate (default: 1000)")
+    c.add_argument("--percentile", type=float, default=99.9,
+                   help="activation percentile used as each layer's scale; 100 = max (default: 99.9)")
+    c.add_argument("--reset", choices=("subtract", "zero"), default="subtract", help="reset mode (default: subtract)")
+    c.add_argument("--leak", type=float, default=0.0, help="fraction of V lost per step; 0 = integrate-and-fire")
+    c.add_argument("--v-init", type=float, default=0.5, help="initial V as a fraction of threshold (default: 0.5)")
+    c.add_argument("--readout", choices=("potential", "spikes"), default="potential",
+                   help="class from the output potential or the output spike count (default: potential)")
+    c.add_argument("--pool-neurons", action="store_true", help="spiking neurons after each average pooling")
+    c.add_argument("--torch-class", help="for a state_dict checkpoint: the model class as module:Class")
+    c.add_argument("--input-shape", type=_shape, help="for a torch checkpoint: input shape C,H,W")
+
+    s = sub.add_parser("simulate", help="run an SNN file on a dataset and report accuracy step by step",
+                       description="Simulate an SNN on test images; print accuracy after every time step.")
+    s.add_argument("snn", help="SNN file written by `neuro convert`")
+    s.add_argument("--data", default="mnist", help="dataset (default: mnist)")
+    s.add_argument("--data-root", help="folder with the dataset files (default: $NEURO_DATA, then the cache)")
+    s.add_argument("--split", default="test", choices=("test", "train"), help="dataset split (default: test)")
+    s.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
+    s.add_argument("--timesteps", "-T", type=int, default=32, help="time steps per image (default: 32)")
+    s.add_argument("--encoding", choices=("current", "rate"), default="current", help="input encoding")
+    s.add_argument("--batch-size", type=int, default=256, help="images simulated together (default: 256)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the rate encoding (default: 0)")
+    s.add_argument("--plot", help="write the accuracy-vs-step figure to this PNG")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cmd_convert(args) -> None:
+    from neuro import ann, datasets, snn
+    from neuro.convert import convert
+
+    net = ann.load_model(args.model, torch_class=args.torch_class, input_shape=args.input_shape)
+    images, _ = datasets.load(args.data, split="train", root=args.data_root)
+    if args.calibration < 1:
+        raise NeuroError(f"--calibration must be at least 1, got {args.calibration}")
+    rng = np.random.default_rng(0)
+    calib = images[np.sort(rng.choice(len(images), min(args.calibration, len(images)), replace=False))]
+    result = convert(net, calib, percentile=args.percentile, reset=args.reset, leak=args.leak,
+                     v_init=args.v_init, readout=args.readout, pool_neurons=args.pool_neurons)
+    result.info["model_file"] = str(args.model)
+    snn.save(result, args.output)
+    print(f"wrote {args.output}: {len(result.ops)} ops, {sum(1 for o in result.ops if type(o).__name__ == 'Neurons')} "
+          f"neuron layers, scales {', '.join(f'{s:.3g}' for s in result.info['scales'])}")
+
+
+def cmd_simulate(args) -> None:
+    from neuro import datasets, plots, snn
+    from neuro.sim import Engine
+
+    net = snn.load(args.snn)
+    if args.n < 1:
+        raise NeuroError(f"--n must be at least 1, got {args.n}")
+    images, labels = datasets.load(args.data, split=args.split, root=args.data_root)
+    images, labels = images[:args.n], labels[:args.n]
+    net.check_input(images)
+    ann_accuracy = net.ann.accuracy(images, labels) if net.ann is not None else None
+    engine = Engine(net)
+    start = time.perf_counter()
+    result = engine.run(images, labels, args.timesteps, encoding=args.encoding, seed=args.seed,
+                        batch_size=args.batch_size, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    if args.plot:
+        plots.accuracy_vs_steps({f"SNN ({args.encoding})": result.accuracy_by_step}, args.plot,
+                                ann_accuracy=ann_accuracy, title=f"{args.snn}: {len(images)} {args.data} images")
+    summary = summarize(result, ann_accuracy, seconds)
+    summary.update(encoding=args.encoding, data=args.data, split=args.split, snn=str(args.snn))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(format_table(result, ann_accuracy, seconds))
+
+
+def summarize(result, ann_accuracy, seconds: float) -> dict:
+    """The JSON form of a simulation result: accuracy per step, per-image activity and per-layer counts."""
+    return {
+        "n_images": result.n_images,
+        "timesteps": result.timesteps,
+        "ann_accuracy": ann_accuracy,
+        "snn_accuracy": result.accuracy,
+        "accuracy_by_step": {str(t + 1): float(a) for t, a in enumerate(result.accuracy_by_step)},
+        "synops_per_image": result.per_image("synops"),
+        "spikes_per_image": result.per_image("spikes"),
+        "effective_acs_per_image": result.per_image("effective_acs"),
+        "effective_macs_per_image": result.per_image("effective_macs"),
+        "dense_ops_per_image": result.per_image("dense"),
+        "images_per_second": result.n_images / seconds if seconds > 0 else None,
+        "layers": [{k: v for k, v in vars(c).items()} for c in result.layers],
+    }
+
+
+def format_table(result, ann_accuracy, seconds: float) -> str:
+    T = result.timesteps
+    steps = sorted({t for t in range(1, T + 1) if T <= 32 or t in (1, 2, 4, 8, 16, 32) or t % max(T // 10, 1) == 0}
+                   | {T})
+    lines = [f"{result.n_images} images, {T} steps, {result.n_images / seconds:.0f} images/s"]
+    if ann_accuracy is not None:
+        lines.append(f"ANN accuracy: {100 * ann_accuracy:.2f} %")
+    lines.append(" step  SNN accuracy")
+    lines += [f"{t:5d}  {100 * result.accuracy_by_step[t - 1]:7.2f} %" for t in steps]
+    lines.append(f"synaptic ops per image: {result.per_image('synops'):.4g}; "
+                 f"spikes per image: {result.per_image('spikes'):.4g}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"convert": cmd_convert, "simulate": cmd_simulate}[args.command](args)
+    except NeuroError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The numba engine: both synaptic paths against the float reference, neuron dynamics, counters, encodings."""
+
+import numpy as np
+import pytest
+
+from neuro import graph, kernels
+from neuro.encode import Encoder, to_channel_last
+from neuro.errors import NeuroError
+from neuro.sim import Engine, LayerCounts, SynapseStage
+from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+
+CONV_CASES = [  # (in channels, out channels, kernel, stride, padding, groups)
+    (1, 4, 3, 1, 1, 1), (4, 8, 3, 2, 0, 1), (6, 4, 3, 2, 1, 2), (4, 4, 2, 2, 0, 4), (3, 5, 5, 1, 2, 1),
+]
+
+
+def _stage_outputs(op, in_shape, x):
+    out_shape = op.output_shape(in_shape)
+    stage = SynapseStage(op, in_shape, out_shape, None, event_threshold=0.05)
+    stage.reset(len(x))
+    outs = []
+    for threshold in (2.0, 0.0):  # 2: always the scatter path; 0: always the dense path
+        stage.event_threshold = threshold
+        outs.append(stage.step(to_channel_last(x), LayerCounts("t")).copy())
+    return outs
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,g", CONV_CASES)
+def test_conv_paths_match_reference(cin, cout, k, s, p, g):
+    rng = np.random.default_rng(1)
+    conv = graph.Conv2d(rng.normal(size=(cout, cin // g, k, k)), rng.normal(size=cout), s, p, g)
+    x = (rng.random((3, cin, 9, 9)) < 0.3).astype(np.float32) * rng.random((3, cin, 9, 9)).astype(np.float32)
+    ref = to_channel_last(conv.forward(x))
+    for out in _stage_outputs(conv, (cin, 9, 9), x):
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_dense_paths_match_reference():
+    rng = np.random.default_rng(2)
+    dense = graph.Dense(rng.normal(size=(5, 7)), rng.normal(size=5))
+    x = (rng.random((4, 7)) < 0.5).astype(np.float32)
+    for out in _stage_outputs(dense, (7,), x):
+        np.testing.assert_allclose(out, dense.forward(x), atol=1e-5)
+
+
+def test_conv_fanout_matches_brute_force():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(4, 3, 3, 3)) * (rng.random((4, 3, 3, 3)) < 0.7)
+    conv = graph.Conv2d(w, None, stride=2, padding=1)
+    stage = SynapseStage(conv, (3, 7, 7), conv.output_shape((3, 7, 7)), None, 0.05)
+    brute = np.zeros(3 * 7 * 7)
+    for i in range(brute.size):  # fan-out of input i = non-zero entries of the response to a one-hot input
+        x = np.zeros((1, 3 * 7 * 7), np.float32)
+        x[0, i] = 1
+        onehot_chw = x.reshape(1, 7, 7, 3).transpose(0, 3, 1, 2)
+        resp = graph.conv2d(onehot_chw, (w != 0).astype(np.float32), np.zeros(4, np.float32), (2, 2), (1, 1))
+        brute[i] = resp.sum()
+    np.testing.assert_array_equal(stage.fanout, brute)
+
+
+def test_integrate_fire_hand_trace():
+    current = np.full((1, 1), 0.3, np.float32)
+    cases = ((True, [0, 0, 0, 1, 0, 0, 1], [0.3, 0.6, 0.9, 0.2, 0.5, 0.8, 0.1]),
+             (False, [0, 0, 0, 1, 0, 0, 0], [0.3, 0.6, 0.9, 0, 0.3, 0.6, 0.9]))
+    for subtract, expect_spikes, expect_v in cases:
+        v, s, trace, spikes = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), [], []
+        for _ in range(7):
+            spikes.append(kernels.integrate_fire(current, v, s, np.float32(1.0), np.float32(1.0), subtract))
+            trace.append(float(v[0, 0]))
+        assert spikes == expect_spikes
+        np.testing.assert_allclose(trace, expect_v, atol=1e-6)
+
+
+def test_leaky_neuron_decays():
+    v, s = np.full((1, 1), 0.8, np.float32), np.zeros((1, 1), np.float32)
+    kernels.integrate_fire(np.zeros((1, 1), np.float32), v, s, np.float32(1.0), np.float32(0.5), True)
+    assert v[0, 0] == pytest.approx(0.4)
+
+
+def test_counts_by_hand():
+    """Inputs [1, 0, 1] every step through W = [[1, 0, 2], [0, 0, 1]]: fan-outs 1, 0, 2 -> 3 synops per step."""
+    w = np.array([[1, 0, 2], [0, 0, 1]], np.float32)
+    snn = SNN((3,), [Synapses(graph.Dense(w)), Neurons(spiking=False)])
+    x = np.array([[1, 0, 1]], np.float32)
+    for encoding in ("current", "rate"):  # p = 1 spikes every step, p = 0 never
+        r = Engine(snn).run(x, np.array([0]), 5, encoding=encoding, progress=False)
+        c = r.layers[0]
+        assert (c.synops, c.effective_acs, c.effective_macs, c.dense) == (15, 15, 0, 30)
+        assert r.per_image("synops") == 15
+
+
+def test_graded_inputs_count_as_macs():
+    snn = SNN((2,), [Synapses(graph.Dense(np.ones((3, 2)))), Neurons(spiking=False)])
+    r = Engine(snn).run(np.array([[0.5, 0.0]], np.float32), np.array([0]), 4, progress=False)
+    assert (r.layers[0].effective_macs, r.layers[0].effective_acs) == (12, 0)
+
+
+def test_maxpool_gate_passes_the_most_active_input():
+    # one 2x2 window, channel-last; input 2 has spiked most so far, so its current spike passes
+    counts = np.array([[1, 0, 3, 0]], np.float32)
+    out = np.zeros((1, 1), np.float32)
+    for spikes, expect in (([1, 1, 0, 0], 0.0), ([0, 0, 1, 0], 1.0)):
+        kernels.maxpool_gate(np.array([spikes], np.float32), counts, out, 2, 2, 1, 1, 1, 2, 2, 2, 2)
+        assert out[0, 0] == expect
+
+
+def test_flatten_then_dense_uses_chw_order():
+    rng = np.random.default_rng(4)
+    net = graph.Network((2, 3, 3), [graph.Flatten(), graph.Dense(rng.normal(size=(4, 18)))])
+    snn = SNN((2, 3, 3), [Flatten(), Synapses(net.layers[1]), Neurons(spiking=False)])
+    x = rng.random((5, 2, 3, 3)).astype(np.float32)
+    r = Engine(snn).run(x, net.predict(x), 1, progress=False)
+    assert r.accuracy == 1.0
+
+
+def test_rate_encoding_is_seeded_and_unbiased():
+    img = np.full((1, 1, 20, 20), 0.3, np.float32)
+    a = [Encoder("rate", 7).for_batch(img, 0).step().copy() for _ in range(2)]
+    np.testing.assert_array_equal(a[0], a[1])
+    enc = Encoder("rate", 8).for_batch(img, 0)
+    mean = np.mean([enc.step().mean() for _ in range(200)])
+    assert abs(mean - 0.3) < 0.01
+    with pytest.raises(NeuroError, match="encoding"):
+        Encoder("morse", 0)
+
+
+def test_spike_counts_recorded_per_neuron_in_chw_order():
+    # a 1x1 conv with weight 0.5 on a constant 2-channel image: neuron (c, y, x) fires at rate = 0.5 * pixel
+    w = np.zeros((2, 2, 1, 1), np.float32)
+    w[0, 0] = w[1, 1] = 0.5
+    snn = SNN((2, 2, 2), [Synapses(graph.Conv2d(w)), Neurons(), Flatten(),
+                          Synapses(graph.Dense(np.ones((1, 8)))), Neurons(spiking=False)])
+    img = np.zeros((1, 2, 2, 2), np.float32)
+    img[0, 0, 0, 1] = 1.0  # channel 0, y 0, x 1
+    img[0, 1, 1, 0] = 0.5  # channel 1, y 1, x 0
+    r = Engine(snn).run(img, np.array([0]), 40, record_counts=True, progress=False)
+    counts = r.spike_counts[0][0]
+    assert counts.shape == (2, 2, 2)
+    assert counts[0, 0, 1] == 20 and counts[1, 1, 0] == 10
+    assert counts.sum() == 30
+
+
+def test_event_and_dense_paths_give_identical_runs():
+    rng = np.random.default_rng(5)
+    net = graph.Network((1, 10, 10), [graph.Conv2d(rng.normal(0, .4, (4, 1, 3, 3)), padding=1), graph.ReLU(),
+                                      graph.AvgPool2d(2), graph.Conv2d(rng.normal(0, .3, (6, 4, 3, 3))), graph.ReLU(),
+                                      graph.Flatten(), graph.Dense(rng.normal(0, .3, (3, 54)))])
+    from neuro.convert import convert
+    x = rng.random((20, 1, 10, 10)).astype(np.float32)
+    snn = convert(net, x)
+    runs = [Engine(snn, event_threshold=t).run(x, net.predict(x), 30, progress=False) for t in (0.0, 2.0)]
+    np.testing.assert_array_equal(runs[0].correct_by_step, runs[1].correct_by_step)
+    np.testing.assert_array_equal(runs[0].predictions, runs[1].predictions)
+    assert runs[0].layers[3].dense_steps > 0 and runs[1].layers[3].event_steps > 0
+
+
+def test_bad_inputs():
+    snn = SNN((3,), [Synapses(graph.Dense(np.ones((2, 3)))), Neurons(spiking=False)])
+    with pytest.raises(NeuroError, match="do not fit"):
+        Engine(snn).run(np.zeros((1, 4), np.float32), np.array([0]), 3, progress=False)
+    with pytest.raises(NeuroError, match="timesteps"):
+        Engine(snn).run(np.zeros((1, 3), np.float32), np.array([0]), 0, progress=False)
+    with pytest.raises(NeuroError, match="reset"):
+        Neurons(reset="sideways")
