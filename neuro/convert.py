@@ -14,7 +14,7 @@ import numpy as np
 
 from neuro import graph
 from neuro.errors import NeuroError
-from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 
 def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
@@ -86,7 +86,7 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
         elif isinstance(layer, graph.MaxPool2d):
             ops.append(MaxPoolGate(layer.kernel, layer.stride))
         elif isinstance(layer, graph.Flatten):
-            ops.append(Flatten())
+            ops.append(layer)
         elif isinstance(layer, graph.ReLU):
             raise NeuroError(f"layer {i} is a ReLU that does not follow a Conv2d/Dense: it cannot be converted")
         else:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from neuro import encode, graph, kernels
 from neuro.errors import NeuroError
-from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 DEFAULT_EVENT_THRESHOLD = 0.05  # below this input activity the scatter path wins (benchmarks/bench_engine.py)
 
@@ -251,7 +251,7 @@ class Engine:
                 stage = NeuronStage(self.backend.neuron_model(op), int(np.prod(out_shape)))
             elif isinstance(op, MaxPoolGate):
                 stage = GateStage(op, in_shape, out_shape)
-            elif isinstance(op, Flatten):
+            elif isinstance(op, graph.Flatten):
                 stage = PassStage()
                 if len(in_shape) == 3:
                     pending_perm = _chw_to_hwc(in_shape)

@@ -9,7 +9,7 @@ An SNN is a chain of
   non-spiking (``spiking=False``) when the readout is the membrane potential;
 * ``MaxPoolGate``: max pooling of spikes by gating, each window passing the spikes of the input
   with the highest accumulated spike count so far (Rueckauer et al. 2017);
-* ``Flatten``: (C, H, W) -> (C*H*W,).
+* ``graph.Flatten``: (C, H, W) -> (C*H*W,).
 
 The SNN keeps the ANN it came from, so a run can report the ANN's accuracy on the same images.
 """
@@ -82,12 +82,6 @@ class MaxPoolGate:
 
 
 @dataclass
-class Flatten:
-    def output_shape(self, shape):
-        return (int(np.prod(shape)),)
-
-
-@dataclass
 class SNN:
     """A converted spiking network: ops, readout, the ANN it came from and how it was made."""
 
@@ -124,7 +118,7 @@ class SNN:
 
 # --- HDF5 files -----------------------------------------------------------------------------------
 
-_SNN_TYPES = {cls.__name__: cls for cls in (Synapses, Neurons, MaxPoolGate, Flatten)}
+_SNN_TYPES = {cls.__name__: cls for cls in (Synapses, Neurons, MaxPoolGate)}
 
 
 def _write_obj(group: h5py.Group, obj) -> None:

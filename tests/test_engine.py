@@ -7,7 +7,7 @@ from neuro import graph, kernels
 from neuro.encode import Encoder, to_channel_last
 from neuro.errors import NeuroError
 from neuro.sim import Engine, LayerCounts, SynapseStage
-from neuro.snn import SNN, Flatten, MaxPoolGate, Neurons, Synapses
+from neuro.snn import SNN, Neurons, Synapses
 
 CONV_CASES = [  # (in channels, out channels, kernel, stride, padding, groups)
     (1, 4, 3, 1, 1, 1), (4, 8, 3, 2, 0, 1), (6, 4, 3, 2, 1, 2), (4, 4, 2, 2, 0, 4), (3, 5, 5, 1, 2, 1),
@@ -107,7 +107,7 @@ def test_maxpool_gate_passes_the_most_active_input():
 def test_flatten_then_dense_uses_chw_order():
     rng = np.random.default_rng(4)
     net = graph.Network((2, 3, 3), [graph.Flatten(), graph.Dense(rng.normal(size=(4, 18)))])
-    snn = SNN((2, 3, 3), [Flatten(), Synapses(net.layers[1]), Neurons(spiking=False)])
+    snn = SNN((2, 3, 3), [graph.Flatten(), Synapses(net.layers[1]), Neurons(spiking=False)])
     x = rng.random((5, 2, 3, 3)).astype(np.float32)
     r = Engine(snn).run(x, net.predict(x), 1, progress=False)
     assert r.accuracy == 1.0
@@ -128,7 +128,7 @@ def test_spike_counts_recorded_per_neuron_in_chw_order():
     # a 1x1 conv with weight 0.5 on a constant 2-channel image: neuron (c, y, x) fires at rate = 0.5 * pixel
     w = np.zeros((2, 2, 1, 1), np.float32)
     w[0, 0] = w[1, 1] = 0.5
-    snn = SNN((2, 2, 2), [Synapses(graph.Conv2d(w)), Neurons(), Flatten(),
+    snn = SNN((2, 2, 2), [Synapses(graph.Conv2d(w)), Neurons(), graph.Flatten(),
                           Synapses(graph.Dense(np.ones((1, 8)))), Neurons(spiking=False)])
     img = np.zeros((1, 2, 2, 2), np.float32)
     img[0, 0, 0, 1] = 1.0  # channel 0, y 0, x 1
