@@ -1,0 +1,27 @@
+"""Chip models, one module each, on the engine's seam (``neuro.sim.Backend``), registered by name here.
+
+A chip module provides its constants (with citations), its neuron kernel (a ``neuro.sim.NeuronModel``),
+its weight format (``Backend.synapse_op``), compilation onto its cores and its cost model. Adding a chip
+is one module plus one line in ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from neuro.errors import NeuroError
+
+REGISTRY: dict[str, str] = {}  # chip name -> "module:attribute"; filled as chip models land
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str):
+    """The chip model registered under ``name``; an unknown name is a clear error listing the known ones."""
+    if name not in REGISTRY:
+        known = ", ".join(available()) or "none yet"
+        raise NeuroError(f"no chip model named {name!r}: available chip models: {known}")
+    module, attr = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), attr)
