@@ -274,16 +274,15 @@ def _windows(x, kernel, stride):
 
 
 def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), groups=1):
-    """Reference float convolution of x (N, C, H, W) by im2col and matrix products."""
+    """Reference float convolution of x (N, C, H, W): im2col and one matrix product per group."""
     if padding != (0, 0):
         x = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
     out_ch, cin_g, kh, kw = weight.shape
     cols = _windows(x, (kh, kw), stride)  # (N, C, OH, OW, kh, kw)
+    n, _, oh, ow = cols.shape[:4]
     og = out_ch // groups
-    outs = []
+    y = np.empty((n, oh, ow, out_ch), np.float32)
     for g in range(groups):
-        xg = cols[:, g * cin_g:(g + 1) * cin_g]
-        wg = weight[g * og:(g + 1) * og]
-        outs.append(np.einsum("nchwij,ocij->nohw", xg, wg, optimize=True))
-    y = np.concatenate(outs, axis=1) if groups > 1 else outs[0]
-    return (y + bias[None, :, None, None]).astype(np.float32)
+        xg = cols[:, g * cin_g:(g + 1) * cin_g].transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, -1)
+        y[..., g * og:(g + 1) * og] = (xg @ weight[g * og:(g + 1) * og].reshape(og, -1).T).reshape(n, oh, ow, og)
+    return y.transpose(0, 3, 1, 2) + bias[None, :, None, None]
