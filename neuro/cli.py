@@ -62,7 +62,7 @@ def cmd_convert(args) -> None:
     from neuro import ann, datasets, snn
     from neuro.convert import convert
 
-    net = ann.load_model(args.model, torch_class=args.torch_class, input_shape=args.input_shape)
+    net = ann.load_model(args.model, torch_class=args.torch_class, torch_input_shape=args.input_shape)
     images, _ = datasets.load(args.data, split="train", root=args.data_root)
     if args.calibration < 1:
         raise NeuroError(f"--calibration must be at least 1, got {args.calibration}")

@@ -1,0 +1,1 @@
+"""Other simulators that run the same SNN, as cross-checks and export targets (``brian2``)."""
