@@ -12,7 +12,7 @@ a ``NeuronModel`` that owns the neuron state and its update. The float backend i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,7 +27,10 @@ DEFAULT_EVENT_THRESHOLD = 0.05  # below this input activity the scatter path win
 # --- neuron models and backends (the chip seam) ----------------------------------------------------
 
 class NeuronModel:
-    """State and update of one population; chip models subclass this with their integer dynamics."""
+    """State and update of one population; chip models subclass this with their integer dynamics.
+
+    ``reset`` creates the membrane potential ``self.v`` (batch, n) in the model's own units and dtype.
+    """
 
     def reset(self, batch: int, n: int) -> None:
         raise NotImplementedError
@@ -198,6 +201,15 @@ class PassStage:
         return x
 
 
+def _to_chw(arr: np.ndarray, shape) -> np.ndarray:
+    """Engine layout (..., H*W*C) -> (..., C, H, W) for images, (..., N) otherwise."""
+    if len(shape) != 3:
+        return arr.reshape(*arr.shape[:-1], *shape)
+    c, h, w = shape
+    lead = arr.shape[:-1]
+    return np.moveaxis(arr.reshape(*lead, h, w, c), -1, len(lead))
+
+
 def _chw_to_hwc(shape) -> np.ndarray:
     """perm with x_hwc = x_chw[perm] for a (C, H, W) tensor."""
     return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).reshape(-1)
@@ -213,7 +225,7 @@ class SimResult:
     layers: list[LayerCounts]
     predictions: np.ndarray                     # class after the last step
     spike_counts: list[np.ndarray] | None = None  # per Neurons op: (n_images, *shape) total spikes
-    path_summary: dict = field(default_factory=dict)
+    traces: list[dict] | None = None  # per Neurons op: spikes and v, (n_images, T, *shape) each
 
     @property
     def accuracy_by_step(self) -> np.ndarray:
@@ -261,39 +273,54 @@ class Engine:
             self.names.append(f"{i}:{type(getattr(op, 'op', op)).__name__}")
         self.neuron_shapes = [shapes[i + 1] for i, op in enumerate(snn.ops) if isinstance(op, Neurons)]
 
-    def run(self, images: np.ndarray, labels: np.ndarray, timesteps: int, *, encoding: str = "current",
-            seed: int = 0, batch_size: int = 256, record_counts: bool = False, progress: bool = True) -> SimResult:
-        """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step."""
+    def run(self, images: np.ndarray, labels: np.ndarray, timesteps: int, *, encoding="current",
+            seed: int = 0, batch_size: int = 256, record_counts: bool = False, record_steps: bool = False,
+            progress: bool = True) -> SimResult:
+        """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step.
+
+        ``encoding``: "current", "rate", or an object with ``for_batch(images, start)`` like
+        ``encode.Encoder`` (e.g. a recorded spike train). ``record_counts`` keeps each neuron's total
+        spikes; ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
+        """
         self.snn.check_input(images)
         if timesteps < 1:
             raise NeuroError(f"timesteps must be at least 1, got {timesteps}")
         if len(images) != len(labels):
             raise NeuroError(f"{len(images)} images but {len(labels)} labels")
-        encoder = encode.Encoder(encoding, seed)
+        encoder = encode.Encoder(encoding, seed) if isinstance(encoding, str) else encoding
         counts = [LayerCounts(name) for name in self.names]
         for c, stage in zip(counts, self.stages):
             c.neurons = getattr(stage, "n", 0)
         correct = np.zeros(timesteps, np.int64)
         predictions = np.zeros(len(images), np.int64)
-        recorded = [np.zeros((len(images), int(np.prod(s))), np.float32) for s in self.neuron_shapes] \
-            if record_counts else None
+        sizes = [int(np.prod(s)) for s in self.neuron_shapes]
+        totals = [np.zeros((len(images), n), np.float32) for n in sizes] if record_counts else None
+        steps = None
+        if record_steps:
+            neuron_stages = [s for s in self.stages if isinstance(s, NeuronStage)]
+            for stage in neuron_stages:
+                stage.reset(1)  # to learn each model's voltage dtype
+            steps = [(np.zeros((len(images), timesteps, n), np.uint8),
+                      np.zeros((len(images), timesteps, n), stage.model.v.dtype)) for n, stage in zip(sizes, neuron_stages)]
         bar = tqdm(total=len(images) * timesteps, unit="img-step", disable=not progress, leave=False,
                    desc=f"simulate T={timesteps}")
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            y = np.asarray(labels[start:start + batch_size])
-            pred = self._run_batch(batch, y, timesteps, encoder.for_batch(batch, start), counts, correct,
-                                   None if recorded is None else [r[start:start + len(batch)] for r in recorded],
-                                   bar)
-            predictions[start:start + len(batch)] = pred
+            rows = slice(start, start + len(batch))
+            y = np.asarray(labels[rows])
+            predictions[rows] = self._run_batch(batch, y, timesteps, encoder.for_batch(batch, start), counts,
+                                                correct, None if totals is None else [t[rows] for t in totals],
+                                                steps, rows, bar)
         bar.close()
-        spike_counts = None
-        if recorded is not None:
-            spike_counts = [r.reshape(-1, s[1], s[2], s[0]).transpose(0, 3, 1, 2) if len(s) == 3
-                            else r.reshape(-1, *s) for r, s in zip(recorded, self.neuron_shapes)]
-        return SimResult(len(images), timesteps, correct, counts, predictions, spike_counts)
+        result = SimResult(len(images), timesteps, correct, counts, predictions)
+        if totals is not None:
+            result.spike_counts = [_to_chw(t, s) for t, s in zip(totals, self.neuron_shapes)]
+        if steps is not None:
+            result.traces = [dict(spikes=_to_chw(sp, s), v=_to_chw(v, s)) for (sp, v), s in
+                             zip(steps, self.neuron_shapes)]
+        return result
 
-    def _run_batch(self, batch, labels, timesteps, inputs, counts, correct, recorded, bar):
+    def _run_batch(self, batch, labels, timesteps, inputs, counts, correct, totals, steps, rows, bar):
         for stage in self.stages:
             stage.reset(len(batch))
         neuron_stages = [s for s in self.stages if isinstance(s, NeuronStage)]
@@ -311,9 +338,13 @@ class Engine:
                     x = stage.step(x, c)
                     if k == 0:
                         first_step_work = _work(c) - before
-            if recorded is not None:
-                for r, s in zip(recorded, neuron_stages):
-                    r += s.out
+            if totals is not None:
+                for tot, s in zip(totals, neuron_stages):
+                    tot += s.out
+            if steps is not None:
+                for (sp, v), s in zip(steps, neuron_stages):
+                    sp[rows, t] = s.out
+                    v[rows, t] = s.model.v
             if out_counts is not None:
                 out_counts += output.out
             pred = self._predict(output, out_counts)

@@ -162,3 +162,37 @@ def test_bad_inputs():
         Engine(snn).run(np.zeros((1, 3), np.float32), np.array([0]), 0, progress=False)
     with pytest.raises(NeuroError, match="reset"):
         Neurons(reset="sideways")
+
+
+def test_step_traces_match_hand_trace_and_totals():
+    """One IF neuron driven by 0.3 per step (v_init 0): spikes at steps 4 and 7, V as derived by hand."""
+    snn = SNN((1,), [Synapses(graph.Dense(np.full((1, 1), 0.3))), Neurons(), Synapses(graph.Dense(np.ones((2, 1)))),
+                     Neurons(spiking=False)])
+    r = Engine(snn).run(np.ones((2, 1), np.float32), np.array([0, 0]), 7, record_steps=True, record_counts=True,
+                        progress=False)
+    spikes, v = r.traces[0]["spikes"], r.traces[0]["v"]
+    assert spikes.shape == (2, 7, 1) and v.dtype == np.float32
+    np.testing.assert_array_equal(spikes[0, :, 0], [0, 0, 0, 1, 0, 0, 1])
+    np.testing.assert_allclose(v[1, :, 0], [0.3, 0.6, 0.9, 0.2, 0.5, 0.8, 0.1], atol=1e-6)
+    np.testing.assert_array_equal(r.traces[1]["v"][0, -1], [2, 2])
+    np.testing.assert_array_equal(spikes.sum(axis=1), r.spike_counts[0])
+
+
+def test_custom_encoder_plays_back_a_spike_train():
+    train = np.array([[1, 0, 1, 1]], np.float32)  # (n_in=1, T=4)
+
+    class Playback:
+        def for_batch(self, images, start):
+            steps = iter(train.T)
+
+            class Inputs:
+                static = False
+
+                def step(self):
+                    return next(steps)[None, :].copy()
+            return Inputs()
+
+    snn = SNN((1,), [Synapses(graph.Dense(np.ones((1, 1)))), Neurons(spiking=False)])
+    r = Engine(snn).run(np.zeros((1, 1), np.float32), np.array([0]), 4, encoding=Playback(), record_steps=True,
+                        progress=False)
+    np.testing.assert_array_equal(r.traces[0]["v"][0, :, 0], [1, 1, 2, 3])

@@ -1,0 +1,117 @@
+"""Engine speed and memory on the reference MNIST CNN, measured side by side in one run.
+
+Prints: images/s at T steps and batch B (constant-current input), synaptic events/s, peak memory,
+``step_over_forward_ratio`` (one engine step / one onnxruntime forward pass of the ANN on the same
+batch), and the event-driven vs dense synaptic paths on one conv layer across input activity levels.
+
+    python benchmarks/bench_engine.py [--json] [--timesteps 100] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neuro import ann, datasets, graph
+from neuro.convert import convert
+from neuro.encode import to_channel_last
+from neuro.sim import Engine, LayerCounts, SynapseStage
+
+MODEL = Path(__file__).resolve().parents[1] / "experiments" / "models" / "mnist_cnn.onnx"
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def onnx_forward_seconds(batch: np.ndarray, repeats: int) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: batch})  # warm-up
+    return median_time(lambda: sess.run(None, {name: batch}), repeats)
+
+
+def path_crossover(batch: int, repeats: int) -> list[dict]:
+    """Time both synaptic paths of a 16 -> 32 channel 5x5 conv on 12x12 inputs at several activity levels."""
+    rng = np.random.default_rng(0)
+    conv = graph.Conv2d(rng.normal(size=(32, 16, 5, 5)).astype(np.float32), np.zeros(32, np.float32))
+    stage = SynapseStage(conv, (16, 12, 12), conv.output_shape((16, 12, 12)), None, 0.0)
+    stage.reset(batch)
+    rows = []
+    for activity in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+        x = to_channel_last((rng.random((batch, 16, 12, 12)) < activity).astype(np.float32))
+        timing = {}
+        for path, threshold in (("event", 2.0), ("dense", 0.0)):
+            stage.event_threshold = threshold
+            stage.step(x, LayerCounts("warm-up"))
+            timing[path] = median_time(lambda: stage.step(x, LayerCounts("t")), repeats)
+        rows.append(dict(activity=activity, event_ms=1e3 * timing["event"], dense_ms=1e3 * timing["dense"],
+                         event_over_dense=timing["event"] / timing["dense"]))
+    return rows
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--timesteps", type=int, default=100)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    net = ann.load_model(MODEL)
+    train_x, _ = datasets.load("mnist", split="train")
+    test_x, test_y = datasets.load("mnist", split="test")
+    snn = convert(net, train_x[:1000])
+    batch_x, batch_y = test_x[:args.batch], test_y[:args.batch]
+
+    engine = Engine(snn)
+    engine.run(batch_x, batch_y, 2, progress=False)  # compile the kernels
+    runs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        result = engine.run(batch_x, batch_y, args.timesteps, progress=False)
+        runs.append(time.perf_counter() - start)
+    run_s = statistics.median(runs)
+    step_s = run_s / args.timesteps
+    forward_s = onnx_forward_seconds(np.ascontiguousarray(batch_x), args.repeats * 4)
+    figures = {
+        "model": MODEL.name,
+        "batch": args.batch,
+        "timesteps": args.timesteps,
+        "images_per_second": args.batch / run_s,
+        "synaptic_events_per_second": result.per_image("synops") * args.batch / run_s,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "engine_step_ms": 1e3 * step_s,
+        "onnxruntime_forward_ms": 1e3 * forward_s,
+        "step_over_forward_ratio": step_s / forward_s,
+        "snn_accuracy_on_batch": result.accuracy,
+        "path_crossover": path_crossover(args.batch, args.repeats * 2),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        for key, value in figures.items():
+            if key != "path_crossover":
+                print(f"{key:30s} {value:.4g}" if isinstance(value, float) else f"{key:30s} {value}")
+        print("synaptic paths, 16->32 ch 5x5 conv on 12x12, by input activity:")
+        print("  activity  event ms  dense ms  event/dense")
+        for r in figures["path_crossover"]:
+            print(f"  {r['activity']:8.3f}  {r['event_ms']:8.3f}  {r['dense_ms']:8.3f}  {r['event_over_dense']:11.2f}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
