@@ -1,8 +1,8 @@
 """numba kernels of the engine's hot loop. Images are flat (batch, H*W*C) in channel-last order so the
 innermost loops run over contiguous output channels.
 
-Scatter kernels are the event-driven path: each non-zero input adds its weights to the outputs it
-reaches, so the work is proportional to activity. The dense path is im2col + BLAS (see neuro.sim).
+The event-driven kernels touch only non-zero inputs, so their work is proportional to activity; the
+dense path is im2col + BLAS (see neuro.sim).
 """
 
 from __future__ import annotations
@@ -11,41 +11,82 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def conv_scatter(x, wr, bias, out, H, W, C, OH, OW, sy, sx, py, px, cin_g):
-    """out[b] = bias + conv(x[b]) by scattering each non-zero input through wr (C, kh, kw, O/groups)."""
-    kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
-    O = bias.shape[0]
-    for b in prange(x.shape[0]):
-        ob = out[b]
-        for p in range(OH * OW):
-            for o in range(O):
-                ob[p * O + o] = bias[o]
-        xb = x[b]
-        for iy in range(H):
-            for ix in range(W):
-                base_in = (iy * W + ix) * C
-                for c in range(C):
-                    val = xb[base_in + c]
-                    if val == 0:
+@njit(fastmath=True, cache=True)
+def _active_inputs(xb, HW, C, start, chan, vals):
+    """Compress one image's non-zero inputs into per-position lists (CSR): start, channel, value."""
+    k = 0
+    for q in range(HW):
+        start[q] = k
+        for c in range(C):
+            v = xb[q * C + c]
+            if v != 0:
+                chan[k], vals[k] = c, v
+                k += 1
+    start[HW] = k
+
+
+@njit(fastmath=True, cache=True)
+def _conv_gather_image(xb, wflat, bias, ob, H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g, start, chan, vals, acc):
+    _active_inputs(xb, H * W, C, start, chan, vals)
+    og = wflat.shape[1]
+    for oy in range(OH):
+        for ox in range(OW):
+            acc[:] = bias
+            for ky in range(kh):
+                iy = oy * sy + ky - py
+                if iy < 0 or iy >= H:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sx + kx - px
+                    if ix < 0 or ix >= W:
                         continue
-                    g0 = (c // cin_g) * og
-                    for ky in range(kh):
-                        ty = iy + py - ky
-                        if ty < 0:
-                            break
-                        if ty % sy != 0 or ty // sy >= OH:
-                            continue
-                        oy = ty // sy
-                        for kx in range(kw):
-                            tx = ix + px - kx
-                            if tx < 0:
-                                break
-                            if tx % sx != 0 or tx // sx >= OW:
-                                continue
-                            base = (oy * OW + tx // sx) * O + g0
-                            for j in range(og):
-                                ob[base + j] += val * wr[c, ky, kx, j]
+                    q = iy * W + ix
+                    for k in range(start[q], start[q + 1]):
+                        c, v = chan[k], vals[k]
+                        wrow = wflat[(c * kh + ky) * kw + kx]
+                        g0 = (c // cin_g) * og
+                        for j in range(og):
+                            acc[g0 + j] += v * wrow[j]
+            ob[oy * OW + ox] = acc
+
+
+@njit(parallel=True, cache=True)
+def conv_event(x, wr, bias, out, H, W, C, OH, OW, sy, sx, py, px, cin_g, start, chan, vals, acc):
+    """out[b] = bias + conv(x[b]) touching only non-zero inputs: the event-driven path.
+
+    Output-stationary: each output position sums over the active inputs in its window (kept in
+    per-position lists), so its accumulator stays in cache; wr is (C, kh, kw, O/groups). start, chan,
+    vals, acc are per-image scratch buffers: (B, H*W + 1), (B, H*W*C) twice, (B, O).
+    """
+    kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
+    wflat = wr.reshape(C * kh * kw, og)
+    out3 = out.reshape(x.shape[0], OH * OW, bias.shape[0])
+    for b in prange(x.shape[0]):
+        _conv_gather_image(x[b], wflat, bias, out3[b], H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g,
+                           start[b], chan[b], vals[b], acc[b])
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def avg_pool(x, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
+    """Mean over each window, padding counted as zeros (graph.AvgPool2d)."""
+    scale = np.float32(1.0 / (kh * kw))
+    for b in prange(x.shape[0]):
+        xb, ob = x[b], out[b]
+        for oy in range(OH):
+            for ox in range(OW):
+                o = (oy * OW + ox) * C
+                for c in range(C):
+                    ob[o + c] = 0.0
+                for ky in range(kh):
+                    iy = oy * sy + ky - py
+                    for kx in range(kw):
+                        ix = ox * sx + kx - px
+                        if 0 <= iy < H and 0 <= ix < W:
+                            i = (iy * W + ix) * C
+                            for c in range(C):
+                                ob[o + c] += xb[i + c]
+                for c in range(C):
+                    ob[o + c] *= scale
 
 
 @njit(parallel=True, cache=True)
@@ -86,20 +127,21 @@ def dense_scatter(x, wt, bias, out):
                     ob[o] += v * wt[i, o]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def activity(x, fanout):
     """(non-zero inputs, synaptic ops = sum of their fan-outs, inputs that are neither 0 nor 1)."""
-    nnz, synops, graded = 0, 0.0, 0
-    for b in prange(x.shape[0]):
+    batch, n = x.shape
+    nnz, synops, graded = np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch, np.int64)
+    for b in prange(batch):
         xb = x[b]
-        for i in range(xb.shape[0]):
-            v = xb[i]
-            if v != 0:
-                nnz += 1
-                synops += fanout[i]
-                if v != 1:
-                    graded += 1
-    return nnz, synops, graded
+        a, s, g = 0, 0.0, 0
+        for i in range(n):  # branch-free so it vectorises
+            nonzero = xb[i] != 0
+            a += nonzero
+            s += fanout[i] * nonzero
+            g += nonzero & (xb[i] != 1)
+        nnz[b], synops[b], graded[b] = a, s, g
+    return nnz.sum(), synops.sum(), graded.sum()
 
 
 @njit(parallel=True, cache=True)

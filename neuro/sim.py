@@ -102,8 +102,9 @@ class SynapseStage:
     def __init__(self, op, in_shape, out_shape, perm, event_threshold):
         self.event_threshold = event_threshold
         self.out_size = int(np.prod(out_shape))
-        if isinstance(op, graph.AvgPool2d):
-            op = op.as_conv(in_shape[0])
+        self.pool = op if isinstance(op, graph.AvgPool2d) else None
+        if self.pool is not None:
+            op = op.as_conv(in_shape[0])  # for its fan-out and connection counts
         self.bias = op.bias.astype(np.float32)
         if isinstance(op, graph.Dense):
             w = op.weight if perm is None else op.weight[:, perm]
@@ -128,9 +129,12 @@ class SynapseStage:
 
     def reset(self, batch):
         self.out = np.empty((batch, self.out_size), np.float32)
-        if self.kind == "conv" and self.groups == 1:
+        if self.kind == "conv":
             h, w, c, oh, ow = self.geom[:5]
-            self.cols = np.empty((batch * oh * ow, self.ksize[0] * self.ksize[1] * c), np.float32)
+            self.scratch = (np.empty((batch, h * w + 1), np.int64), np.empty((batch, h * w * c), np.int64),
+                            np.empty((batch, h * w * c), np.float32), np.empty((batch, len(self.bias)), np.float32))
+            if self.groups == 1:
+                self.cols = np.empty((batch * oh * ow, self.ksize[0] * self.ksize[1] * c), np.float32)
 
     def step(self, x, counts: LayerCounts):
         nnz, synops, graded = kernels.activity(x, self.fanout)
@@ -141,22 +145,19 @@ class SynapseStage:
             counts.effective_acs += synops
         counts.dense += self.connections * x.shape[0]
         event = nnz < self.event_threshold * x.size or (self.kind == "conv" and self.groups > 1)
-        if event:
-            counts.event_steps += 1
-        else:
-            counts.dense_steps += 1
-        if self.kind == "dense":
-            if event:
-                kernels.dense_scatter(x, self.wt, self.bias, self.out)
-            else:
-                np.matmul(x, self.wt, out=self.out)
-                self.out += self.bias
+        counts.event_steps += event
+        counts.dense_steps += not event
+        if self.pool is not None:  # a gather over each window: cheap on either path
+            kernels.avg_pool(x, self.out, *self.geom[:5], *self.pool.kernel, *self.geom[5:])
+        elif self.kind == "dense" and event:
+            kernels.dense_scatter(x, self.wt, self.bias, self.out)
+        elif self.kind == "dense":
+            np.matmul(x, self.wt, out=self.out)
+            self.out += self.bias
         elif event:
-            h, w, c, oh, ow, sy, sx, py, px = self.geom
-            kernels.conv_scatter(x, self.wr, self.bias, self.out, h, w, c, oh, ow, sy, sx, py, px, self.cin_g)
+            kernels.conv_event(x, self.wr, self.bias, self.out, *self.geom, self.cin_g, *self.scratch)
         else:
-            h, w, c, oh, ow, sy, sx, py, px = self.geom
-            kernels.im2col(x, self.cols, h, w, c, oh, ow, *self.ksize, sy, sx, py, px)
+            kernels.im2col(x, self.cols, *self.geom[:5], *self.ksize, *self.geom[5:])
             out2d = self.out.reshape(-1, self.wm.shape[1])
             np.matmul(self.cols, self.wm, out=out2d)
             out2d += self.bias
