@@ -1,4 +1,5 @@
-"""numba kernels of the engine's hot loop. Images are flat (batch, H*W*C) in channel-last order so the
+"""numba kernels of the engine's hot loop, serial and GIL-free: the engine runs slices of a batch in
+threads (neuro.sim.Engine). Images are flat (batch, H*W*C) in channel-last order so the
 innermost loops run over contiguous output channels.
 
 The event-driven kernels touch only non-zero inputs, so their work is proportional to activity; the
@@ -8,10 +9,10 @@ dense path is im2col + BLAS (see neuro.sim).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def _active_inputs(xb, HW, C, start, chan, vals):
     """Compress one image's non-zero inputs into per-position lists (CSR): start, channel, value."""
     k = 0
@@ -25,7 +26,7 @@ def _active_inputs(xb, HW, C, start, chan, vals):
     start[HW] = k
 
 
-@njit(fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def _conv_gather_image(xb, wflat, bias, ob, H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g, start, chan, vals, acc):
     _active_inputs(xb, H * W, C, start, chan, vals)
     og = wflat.shape[1]
@@ -50,7 +51,7 @@ def _conv_gather_image(xb, wflat, bias, ob, H, W, C, OH, OW, kh, kw, sy, sx, py,
             ob[oy * OW + ox] = acc
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def conv_event(x, wr, bias, out, H, W, C, OH, OW, sy, sx, py, px, cin_g, start, chan, vals, acc):
     """out[b] = bias + conv(x[b]) touching only non-zero inputs: the event-driven path.
 
@@ -61,16 +62,16 @@ def conv_event(x, wr, bias, out, H, W, C, OH, OW, sy, sx, py, px, cin_g, start, 
     kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
     wflat = wr.reshape(C * kh * kw, og)
     out3 = out.reshape(x.shape[0], OH * OW, bias.shape[0])
-    for b in prange(x.shape[0]):
+    for b in range(x.shape[0]):
         _conv_gather_image(x[b], wflat, bias, out3[b], H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g,
                            start[b], chan[b], vals[b], acc[b])
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def avg_pool(x, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
     """Mean over each window, padding counted as zeros (graph.AvgPool2d)."""
     scale = np.float32(1.0 / (kh * kw))
-    for b in prange(x.shape[0]):
+    for b in range(x.shape[0]):
         xb, ob = x[b], out[b]
         for oy in range(OH):
             for ox in range(OW):
@@ -89,10 +90,10 @@ def avg_pool(x, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
                     ob[o + c] *= scale
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def im2col(x, cols, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
     """cols[b*OH*OW + p, (ky*kw + kx)*C + c] = x_padded[b, oy*sy + ky, ox*sx + kx, c]."""
-    for b in prange(x.shape[0]):
+    for b in range(x.shape[0]):
         xb = x[b]
         for oy in range(OH):
             for ox in range(OW):
@@ -111,11 +112,11 @@ def im2col(x, cols, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
                                 row[base + c] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def dense_scatter(x, wt, bias, out):
     """out[b] = bias + sum over non-zero x[b, i] of x[b, i] * wt[i] (wt is W transposed, (in, out))."""
     n_in, n_out = wt.shape
-    for b in prange(x.shape[0]):
+    for b in range(x.shape[0]):
         ob = out[b]
         for o in range(n_out):
             ob[o] = bias[o]
@@ -127,12 +128,12 @@ def dense_scatter(x, wt, bias, out):
                     ob[o] += v * wt[i, o]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def activity(x, fanout):
     """(non-zero inputs, synaptic ops = sum of their fan-outs, inputs that are neither 0 nor 1)."""
     batch, n = x.shape
     nnz, synops, graded = np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch, np.int64)
-    for b in prange(batch):
+    for b in range(batch):
         xb = x[b]
         a, s, g = 0, 0.0, 0
         for i in range(n):  # branch-free so it vectorises
@@ -144,11 +145,11 @@ def activity(x, fanout):
     return nnz.sum(), synops.sum(), graded.sum()
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def integrate_fire(current, v, spikes, threshold, decay, subtract):
     """V <- decay V + I; spike where V >= threshold, then V -= threshold (subtract) or V = 0. Returns spikes."""
     total = 0
-    for b in prange(v.shape[0]):
+    for b in range(v.shape[0]):
         for i in range(v.shape[1]):
             vv = v[b, i] * decay + current[b, i]
             if vv >= threshold:
@@ -161,10 +162,10 @@ def integrate_fire(current, v, spikes, threshold, decay, subtract):
     return total
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def maxpool_gate(x, counts, out, H, W, C, OH, OW, kh, kw, sy, sx):
     """Accumulate input spike counts, then each window passes the input with the highest count (first wins)."""
-    for b in prange(x.shape[0]):
+    for b in range(x.shape[0]):
         cb, xb, ob = counts[b], x[b], out[b]
         for i in range(xb.shape[0]):
             cb[i] += xb[i]

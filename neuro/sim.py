@@ -12,9 +12,12 @@ a ``NeuronModel`` that owns the neuron state and its update. The float backend i
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from neuro import encode, graph, kernels
@@ -94,6 +97,9 @@ class LayerCounts:
     dense: float = 0.0            # NeuroBench: every connection, every step
     event_steps: int = 0          # steps that took the event-driven path
     dense_steps: int = 0
+
+
+LAYER_COUNT_FIELDS = ("spikes", "synops", "effective_acs", "effective_macs", "dense", "event_steps", "dense_steps")
 
 
 class SynapseStage:
@@ -244,20 +250,32 @@ class SimResult:
 # --- the engine ---------------------------------------------------------------------------------------
 
 class Engine:
-    """Compiles an SNN into stages once; ``run`` simulates any number of images in batches."""
+    """Compiles an SNN into stages once; ``run`` simulates any number of images in batches.
 
-    def __init__(self, snn: SNN, backend: Backend | None = None, event_threshold: float = DEFAULT_EVENT_THRESHOLD):
-        self.snn, self.backend = snn, backend or Backend()
-        shapes = snn.shapes()
-        if len(shapes[-1]) != 1:
-            raise NeuroError(f"the SNN's output has shape {shapes[-1]}: it must be a flat class vector")
-        self.stages, self.names = [], []
-        pending_perm = None  # set by a Flatten of an image, consumed by the next Dense
-        for i, op in enumerate(snn.ops):
-            in_shape, out_shape = shapes[i], shapes[i + 1]
+    Each batch is split into ``threads`` slices that run concurrently, each on its own copy of the
+    stages (the kernels release the GIL): threads never wait for each other inside a step, which
+    keeps the engine fast on a busy machine too. BLAS runs single-threaded meanwhile.
+    """
+
+    def __init__(self, snn: SNN, backend: Backend | None = None, event_threshold: float = DEFAULT_EVENT_THRESHOLD,
+                 threads: int | None = None):
+        self.snn, self.backend, self.event_threshold = snn, backend or Backend(), event_threshold
+        self.shapes = snn.shapes()
+        if len(self.shapes[-1]) != 1:
+            raise NeuroError(f"the SNN's output has shape {self.shapes[-1]}: it must be a flat class vector")
+        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.workers = [self._build_stages() for _ in range(self.threads)]
+        self.stages = self.workers[0]
+        self.names = [f"{i}:{type(getattr(op, 'op', op)).__name__}" for i, op in enumerate(snn.ops)]
+        self.neuron_shapes = [self.shapes[i + 1] for i, op in enumerate(snn.ops) if isinstance(op, Neurons)]
+
+    def _build_stages(self) -> list:
+        stages, pending_perm = [], None  # pending_perm: set by a Flatten of an image, consumed by the next Dense
+        for i, op in enumerate(self.snn.ops):
+            in_shape, out_shape = self.shapes[i], self.shapes[i + 1]
             if isinstance(op, Synapses):
                 syn = self.backend.synapse_op(op.op)
-                stage = SynapseStage(syn, in_shape, out_shape, pending_perm, event_threshold)
+                stage = SynapseStage(syn, in_shape, out_shape, pending_perm, self.event_threshold)
                 if isinstance(syn, graph.Dense):
                     pending_perm = None
             elif isinstance(op, Neurons):
@@ -270,9 +288,8 @@ class Engine:
                     pending_perm = _chw_to_hwc(in_shape)
             else:
                 raise NeuroError(f"op {i} ({type(op).__name__}) is not supported by the engine")
-            self.stages.append(stage)
-            self.names.append(f"{i}:{type(getattr(op, 'op', op)).__name__}")
-        self.neuron_shapes = [shapes[i + 1] for i, op in enumerate(snn.ops) if isinstance(op, Neurons)]
+            stages.append(stage)
+        return stages
 
     def run(self, images: np.ndarray, labels: np.ndarray, timesteps: int, *, encoding="current",
             seed: int = 0, batch_size: int = 256, record_counts: bool = False, record_steps: bool = False,
@@ -280,8 +297,9 @@ class Engine:
         """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step.
 
         ``encoding``: "current", "rate", or an object with ``for_batch(images, start)`` like
-        ``encode.Encoder`` (e.g. a recorded spike train). ``record_counts`` keeps each neuron's total
-        spikes; ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
+        ``encode.Encoder`` (e.g. a recorded spike train); rate spikes are reproducible for a given
+        seed, batch size and thread count. ``record_counts`` keeps each neuron's total spikes;
+        ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
         """
         self.snn.check_input(images)
         if timesteps < 1:
@@ -289,48 +307,48 @@ class Engine:
         if len(images) != len(labels):
             raise NeuroError(f"{len(images)} images but {len(labels)} labels")
         encoder = encode.Encoder(encoding, seed) if isinstance(encoding, str) else encoding
-        counts = [LayerCounts(name) for name in self.names]
-        for c, stage in zip(counts, self.stages):
-            c.neurons = getattr(stage, "n", 0)
-        correct = np.zeros(timesteps, np.int64)
-        predictions = np.zeros(len(images), np.int64)
+        labels = np.asarray(labels)
+        n = len(images)
         sizes = [int(np.prod(s)) for s in self.neuron_shapes]
-        totals = [np.zeros((len(images), n), np.float32) for n in sizes] if record_counts else None
-        steps = None
-        if record_steps:
-            neuron_stages = [s for s in self.stages if isinstance(s, NeuronStage)]
-            for stage in neuron_stages:
-                stage.reset(1)  # to learn each model's voltage dtype
-            steps = [(np.zeros((len(images), timesteps, n), np.uint8),
-                      np.zeros((len(images), timesteps, n), stage.model.v.dtype)) for n, stage in zip(sizes, neuron_stages)]
-        bar = tqdm(total=len(images) * timesteps, unit="img-step", disable=not progress, leave=False,
-                   desc=f"simulate T={timesteps}")
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            rows = slice(start, start + len(batch))
-            y = np.asarray(labels[rows])
-            predictions[rows] = self._run_batch(batch, y, timesteps, encoder.for_batch(batch, start), counts,
-                                                correct, None if totals is None else [t[rows] for t in totals],
-                                                steps, rows, bar)
-        bar.close()
-        result = SimResult(len(images), timesteps, correct, counts, predictions)
-        if totals is not None:
-            result.spike_counts = [_to_chw(t, s) for t, s in zip(totals, self.neuron_shapes)]
-        if steps is not None:
-            result.traces = [dict(spikes=_to_chw(sp, s), v=_to_chw(v, s)) for (sp, v), s in
-                             zip(steps, self.neuron_shapes)]
-        return result
+        rec = _Recording(n, timesteps, sizes, record_counts, record_steps, self.stages)
+        counts = [[LayerCounts(name) for name in self.names] for _ in self.workers]
+        correct = np.zeros((len(self.workers), timesteps), np.int64)
+        predictions = np.zeros(n, np.int64)
+        bar = tqdm(total=n * timesteps, unit="img-step", disable=not progress, leave=False, desc=f"simulate T={timesteps}")
 
-    def _run_batch(self, batch, labels, timesteps, inputs, counts, correct, totals, steps, rows, bar):
-        for stage in self.stages:
+        def work(w: int, rows: slice):
+            inputs = encoder.for_batch(images[rows], rows.start)
+            predictions[rows] = self._run_slice(self.workers[w], images[rows], labels[rows], timesteps, inputs,
+                                                counts[w], correct[w], rec, rows, bar)
+
+        with ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                bounds = np.linspace(start, stop, len(self.workers) + 1).astype(int)
+                jobs = [pool.submit(work, w, slice(a, b)) for w, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+                        if b > a]
+                for job in jobs:
+                    job.result()
+        bar.close()
+        layers = [LayerCounts(name) for name in self.names]
+        for layer, per_worker in zip(layers, zip(*counts)):
+            for f in LAYER_COUNT_FIELDS:
+                setattr(layer, f, sum(getattr(c, f) for c in per_worker))
+        for layer, stage in zip(layers, self.stages):
+            layer.neurons = getattr(stage, "n", 0)
+        return rec.finish(SimResult(n, timesteps, correct.sum(axis=0), layers, predictions), self.neuron_shapes)
+
+    def _run_slice(self, stages, batch, labels, timesteps, inputs, counts, correct, rec, rows, bar):
+        """Run one slice of images through ``stages`` for all steps; returns the final predictions."""
+        for stage in stages:
             stage.reset(len(batch))
-        neuron_stages = [s for s in self.stages if isinstance(s, NeuronStage)]
+        neuron_stages = [s for s in stages if isinstance(s, NeuronStage)]
         output = neuron_stages[-1]
         out_counts = np.zeros((len(batch), output.n), np.float32) if self.snn.readout == "spikes" else None
-        static_first = inputs.static and isinstance(self.stages[0], SynapseStage)
+        static_first = inputs.static and isinstance(stages[0], SynapseStage)
         for t in range(timesteps):
             x = inputs.step()
-            for k, (stage, c) in enumerate(zip(self.stages, counts)):
+            for k, (stage, c) in enumerate(zip(stages, counts)):
                 if k == 0 and static_first and t > 0:
                     _add_work(c, first_step_work)  # same input every step: reuse the current, count the work
                     x = stage.out
@@ -339,13 +357,7 @@ class Engine:
                     x = stage.step(x, c)
                     if k == 0:
                         first_step_work = _work(c) - before
-            if totals is not None:
-                for tot, s in zip(totals, neuron_stages):
-                    tot += s.out
-            if steps is not None:
-                for (sp, v), s in zip(steps, neuron_stages):
-                    sp[rows, t] = s.out
-                    v[rows, t] = s.model.v
+            rec.add(neuron_stages, rows, t)
             if out_counts is not None:
                 out_counts += output.out
             pred = self._predict(output, out_counts)
@@ -358,6 +370,36 @@ class Engine:
         if out_counts is None:
             return v.argmax(axis=1)
         return (out_counts + 0.25 * np.clip(v, -1, 1)).argmax(axis=1)  # counts first, V breaks ties
+
+
+class _Recording:
+    """Optional per-neuron spike totals and per-step traces, filled slice by slice."""
+
+    def __init__(self, n, timesteps, sizes, counts: bool, steps: bool, stages):
+        self.totals = [np.zeros((n, m), np.float32) for m in sizes] if counts else None
+        self.steps = None
+        if steps:
+            neuron_stages = [s for s in stages if isinstance(s, NeuronStage)]
+            for stage in neuron_stages:
+                stage.reset(1)  # to learn each model's voltage dtype
+            self.steps = [(np.zeros((n, timesteps, m), np.uint8), np.zeros((n, timesteps, m), s.model.v.dtype))
+                          for m, s in zip(sizes, neuron_stages)]
+
+    def add(self, neuron_stages, rows, t):
+        if self.totals is not None:
+            for tot, s in zip(self.totals, neuron_stages):
+                tot[rows] += s.out
+        if self.steps is not None:
+            for (sp, v), s in zip(self.steps, neuron_stages):
+                sp[rows, t] = s.out
+                v[rows, t] = s.model.v
+
+    def finish(self, result: SimResult, shapes) -> SimResult:
+        if self.totals is not None:
+            result.spike_counts = [_to_chw(t, s) for t, s in zip(self.totals, shapes)]
+        if self.steps is not None:
+            result.traces = [dict(spikes=_to_chw(sp, s), v=_to_chw(v, s)) for (sp, v), s in zip(self.steps, shapes)]
+        return result
 
 
 _WORK_FIELDS = ("synops", "effective_acs", "effective_macs", "dense")
@@ -374,5 +416,5 @@ def _add_work(counts: LayerCounts, work: np.ndarray) -> None:
 
 def simulate(snn: SNN, images, labels, timesteps, **kwargs) -> SimResult:
     """One-call form of ``Engine(snn).run(...)``."""
-    engine_kwargs = {k: kwargs.pop(k) for k in ("backend", "event_threshold") if k in kwargs}
+    engine_kwargs = {k: kwargs.pop(k) for k in ("backend", "event_threshold", "threads") if k in kwargs}
     return Engine(snn, **engine_kwargs).run(images, labels, timesteps, **kwargs)
