@@ -198,19 +198,14 @@ class Network:
 
     def shapes(self) -> list[tuple[int, ...]]:
         """Output shape of every layer (index 0 is the input)."""
-        shapes = [self.input_shape]
-        for layer in self.layers:
-            shapes.append(tuple(layer.output_shape(shapes[-1])))
-        return shapes
+        return chain_shapes(self.input_shape, self.layers)
 
     @property
     def output_shape(self):
         return self.shapes()[-1]
 
     def check_input(self, x: np.ndarray) -> None:
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise NeuroError(f"images of shape {tuple(x.shape[1:])} do not fit the network's input "
-                             f"{self.input_shape}: use data of that shape (C, H, W)")
+        check_images(x, self.input_shape)
 
     def forward(self, x: np.ndarray, batch_size: int = 1024, collect: bool = False):
         """Float forward pass on a batch (N, *input_shape); with ``collect`` also every layer's output."""
@@ -231,6 +226,21 @@ class Network:
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         return float((self.predict(x) == labels).mean())
+
+
+def chain_shapes(input_shape, layers) -> list[tuple[int, ...]]:
+    """Shapes along a chain of layers or ops (each with ``output_shape``); index 0 is the input."""
+    shapes = [tuple(input_shape)]
+    for layer in layers:
+        shapes.append(tuple(layer.output_shape(shapes[-1])))
+    return shapes
+
+
+def check_images(x: np.ndarray, input_shape) -> None:
+    """One-line error when a batch of images does not fit a network's input shape."""
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise NeuroError(f"images of shape {tuple(x.shape[1:])} do not fit the network's input "
+                         f"{tuple(input_shape)}: use data of that shape (C, H, W)")
 
 
 def simplify(layers: list) -> list:

@@ -101,19 +101,14 @@ class SNN:
 
     def shapes(self) -> list[tuple[int, ...]]:
         """Output shape of every op (index 0 is the input)."""
-        shapes = [self.input_shape]
-        for op in self.ops:
-            shapes.append(tuple(op.output_shape(shapes[-1])))
-        return shapes
+        return graph.chain_shapes(self.input_shape, self.ops)
 
     @property
     def n_classes(self) -> int:
         return int(np.prod(self.shapes()[-1]))
 
     def check_input(self, x: np.ndarray) -> None:
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise NeuroError(f"images of shape {tuple(x.shape[1:])} do not fit the network's input "
-                             f"{self.input_shape}: use data of that shape (C, H, W)")
+        graph.check_images(x, self.input_shape)
 
 
 # --- HDF5 files -----------------------------------------------------------------------------------
