@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from neuro import ann, datasets, graph
+from neuro.baselines import to_torch
 from neuro.convert import convert, layer_scales
 from neuro.errors import NeuroError
 from neuro.sim import Engine
@@ -82,40 +83,6 @@ def _import_torch():
 
 
 # --- the same network for everyone ---------------------------------------------------------------------
-
-def to_torch(net: graph.Network):
-    """An ``nn.Sequential`` computing exactly ``net.forward`` (a trailing Softmax is dropped)."""
-    torch = _import_torch()
-    nn = torch.nn
-    layers = net.layers[:-1] if net.layers and isinstance(net.layers[-1], graph.Softmax) else net.layers
-    mods = []
-    for layer in layers:
-        if isinstance(layer, graph.Conv2d):
-            out, cin_g, kh, kw = layer.weight.shape
-            m = nn.Conv2d(cin_g * layer.groups, out, (kh, kw), layer.stride, layer.padding, groups=layer.groups)
-            _copy_params(torch, m, layer)
-        elif isinstance(layer, graph.Dense):
-            m = nn.Linear(layer.weight.shape[1], layer.weight.shape[0])
-            _copy_params(torch, m, layer)
-        elif isinstance(layer, graph.AvgPool2d):
-            m = nn.AvgPool2d(layer.kernel, layer.stride, layer.padding, count_include_pad=True)
-        elif isinstance(layer, graph.MaxPool2d):
-            m = nn.MaxPool2d(layer.kernel, layer.stride)
-        elif isinstance(layer, graph.Flatten):
-            m = nn.Flatten()
-        elif isinstance(layer, graph.ReLU):
-            m = nn.ReLU()
-        else:
-            raise NeuroError(f"layer {type(layer).__name__} has no torch equivalent in bench_peers")
-        mods.append(m)
-    return nn.Sequential(*mods).eval()
-
-
-def _copy_params(torch, module, layer):
-    with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(np.array(layer.weight, np.float32)))
-        module.bias.copy_(torch.from_numpy(np.array(layer.bias, np.float32)))
-
 
 def normalised(net: graph.Network, calibration: np.ndarray, percentile: float) -> graph.Network:
     """Textbook layer-wise normalisation (Rueckauer et al. 2017), the scales of ``neuro.convert``.
