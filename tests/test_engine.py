@@ -196,3 +196,22 @@ def test_custom_encoder_plays_back_a_spike_train():
     r = Engine(snn).run(np.zeros((1, 1), np.float32), np.array([0]), 4, encoding=Playback(), record_steps=True,
                         progress=False)
     np.testing.assert_array_equal(r.traces[0]["v"][0, :, 0], [1, 1, 2, 3])
+
+
+def test_memory_is_flat_in_timesteps():
+    """Peak numpy allocation does not grow with T (no per-step arrays unless recording is asked for)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    snn = SNN((1, 12, 12), [Synapses(graph.Conv2d(rng.normal(size=(8, 1, 3, 3)))), Neurons(), graph.Flatten(),
+                            Synapses(graph.Dense(rng.normal(size=(3, 800)))), Neurons(spiking=False)])
+    x = rng.random((64, 1, 12, 12)).astype(np.float32)
+    engine = Engine(snn, threads=1)
+    peaks = []
+    for steps in (5, 200):
+        engine.run(x, np.zeros(64, int), 2, progress=False)  # warm-up
+        tracemalloc.start()
+        engine.run(x, np.zeros(64, int), steps, progress=False)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0]
