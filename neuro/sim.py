@@ -24,7 +24,7 @@ from neuro import encode, graph, kernels
 from neuro.errors import NeuroError
 from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
-DEFAULT_EVENT_THRESHOLD = 0.05  # below this input activity the scatter path wins (benchmarks/bench_engine.py)
+DEFAULT_EVENT_THRESHOLD = 0.03  # below this fraction of non-zero inputs the event path wins (bench_engine.py: crossover 2-5 %)
 
 
 # --- neuron models and backends (the chip seam) ----------------------------------------------------
