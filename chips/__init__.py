@@ -11,7 +11,7 @@ import importlib
 
 from neuro.errors import NeuroError
 
-REGISTRY: dict[str, str] = {}  # chip name -> "module:attribute"; filled as chip models land
+REGISTRY: dict[str, str] = {"loihi": "chips.loihi:compile_snn"}  # chip name -> "module:attribute"
 
 
 def available() -> list[str]:
