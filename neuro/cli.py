@@ -1,4 +1,4 @@
-"""The ``neuro`` command line: convert an ANN into an SNN file, simulate it on a dataset."""
+"""The ``neuro`` command line: convert an ANN, simulate the SNN, run an experiment, write the report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from neuro import experiment, report
 from neuro.errors import NeuroError
 
 
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="write the accuracy-vs-step figure to this PNG")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    experiment.add_parser(sub)
+    report.add_parser(sub)
     return p
 
 
@@ -138,7 +142,9 @@ def format_table(result, ann_accuracy, seconds: float) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"convert": cmd_convert, "simulate": cmd_simulate}[args.command](args)
+        commands = {"convert": cmd_convert, "simulate": cmd_simulate, "run": experiment.cmd_run,
+                    "report": report.cmd_report}
+        commands[args.command](args)
     except NeuroError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

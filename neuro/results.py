@@ -1,0 +1,228 @@
+"""The results file of one experiment run: one HDF5 file, one group per finished part.
+
+Layout (every group appears only once its part is complete):
+
+* ``/meta``: the config as TOML text, the seed, library versions, the machine and the start date;
+* ``/conversion``: the converted SNN (ops + its ANN), conversion info, the ANN's accuracy on the
+  emulated images;
+* ``/chips/<name>``: accuracy after every step, per-layer activity counts, emulator wall time and
+  the cost with its coefficient set (``float`` is the float SNN: no chip, no coefficients);
+* ``/baselines``: the CPU/GPU baselines (``neuro.baselines``) measured in this run, plus recorded ones.
+
+``add_part`` rewrites the file copy-on-write (copy to a temp file beside it, add the group,
+``os.replace``), so an interrupted run leaves the previous complete file and ``--resume`` goes on
+from the parts present. Numbers carry provenance as in ``neuro.baselines.results``, plus ``modeled``
+(computed from emulated activity) and ``published``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from neuro import graph
+from neuro.atomic import atomic_path
+from neuro.baselines.results import Baselines, Value
+from neuro.errors import NeuroError
+from neuro.sim import LAYER_COUNT_FIELDS, LayerCounts, SimResult
+from neuro.snn import _SNN_TYPES, SNN, _read_list, _write_list
+
+FORMAT = "neuro-results"
+FORMAT_VERSION = 1
+MODELED = "modeled"
+NOT_MODELED = "not modeled"
+PUBLISHED = "published"
+
+
+@dataclass
+class ChipRun:
+    """One emulation: the float SNN or a chip model, with its activity and cost."""
+
+    name: str
+    n_images: int
+    timesteps: int
+    accuracy_by_step: np.ndarray
+    layers: list[LayerCounts]
+    seconds: float                 # emulator wall time on this machine: not a chip speed
+    coefficients: dict             # the chip's cost coefficients (empty for the float SNN)
+    cost: dict[str, Value]         # e.g. synops_per_image, energy_per_image
+
+
+@dataclass
+class BaselineRun:
+    """Baselines measured in this run (``source`` "measured") or read from a recording ("recorded")."""
+
+    source: str
+    file: str
+    results: Baselines
+
+
+@dataclass
+class Results:
+    """Everything one results file holds, as plain data."""
+
+    path: Path
+    name: str
+    config: str
+    seed: int
+    date: str
+    system: dict
+    conversion: dict = field(default_factory=dict)  # info, ann_accuracy, n_images
+    chips: dict[str, ChipRun] = field(default_factory=dict)
+    baselines: list[BaselineRun] = field(default_factory=list)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+def add_part(path, part: str, write) -> None:
+    """Add group ``part`` (replacing it if present) filled by ``write(group)``; atomic for the whole file."""
+    path = Path(path)
+    if path.exists():
+        _check_readable(path)
+    with atomic_path(path) as tmp:
+        if path.exists():
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs.update(format=FORMAT, version=FORMAT_VERSION)
+            if part in f:
+                del f[part]
+            write(f.create_group(part))
+
+
+def write_meta(g: h5py.Group, name: str, config_text: str, seed: int, system: dict, date: str) -> None:
+    g.attrs.update(name=name, seed=seed, date=date)
+    _text(g, "config", config_text)
+    _text(g, "system", json.dumps(system))
+
+
+def write_conversion(g: h5py.Group, snn: SNN, ann_accuracy: float, n_images: int) -> None:
+    g.attrs.update(ann_accuracy=ann_accuracy, n_images=n_images, info=json.dumps(snn.info))
+    s = g.create_group("snn")
+    s.attrs.update(readout=snn.readout, input_shape=list(snn.input_shape))
+    _write_list(s.create_group("ops"), snn.ops)
+    ann = s.create_group("ann")
+    ann.attrs.update(input_shape=list(snn.ann.input_shape), name=snn.ann.name)
+    _write_list(ann.create_group("layers"), snn.ann.layers)
+
+
+def chip_run(name: str, result: SimResult, seconds: float, coefficients: dict, cost: dict[str, Value]) -> ChipRun:
+    return ChipRun(name, result.n_images, result.timesteps, np.asarray(result.accuracy_by_step, np.float64),
+                   result.layers, seconds, coefficients, cost)
+
+
+def write_chip(g: h5py.Group, run: ChipRun) -> None:
+    g.attrs.update(n_images=run.n_images, timesteps=run.timesteps, seconds=run.seconds,
+                   coefficients=json.dumps(run.coefficients),
+                   cost=json.dumps({k: asdict(v) for k, v in run.cost.items()}))
+    g.create_dataset("accuracy_by_step", data=run.accuracy_by_step)
+    layers = g.create_group("layers")
+    layers.create_dataset("name", data=[c.name for c in run.layers], dtype=h5py.string_dtype())
+    for f in ("neurons", *LAYER_COUNT_FIELDS):
+        layers.create_dataset(f, data=np.array([getattr(c, f) for c in run.layers], np.float64))
+
+
+def write_baselines(g: h5py.Group, runs: list[BaselineRun]) -> None:
+    _text(g, "json", json.dumps([{"source": r.source, "file": r.file, "results": r.results.to_dict()} for r in runs]))
+
+
+def _text(g: h5py.Group, name: str, text: str) -> None:
+    g.create_dataset(name, data=text, dtype=h5py.string_dtype())
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+def parts(path) -> set[str]:
+    """Names of the finished parts in the results file at ``path`` (e.g. "meta", "chips/float")."""
+    with _open(path) as f:
+        return {k for k in f if k != "chips"} | {f"chips/{k}" for k in f.get("chips", {})}
+
+
+def read_config(path) -> str:
+    with _open(path) as f:
+        return _str(f["meta/config"])
+
+
+def read_snn(path) -> SNN:
+    """The converted SNN stored in the conversion part."""
+    with _open(path) as f:
+        s = f["conversion/snn"]
+        ann = graph.Network(tuple(s["ann"].attrs["input_shape"]), _read_list(s["ann/layers"], graph.LAYER_TYPES),
+                            str(s["ann"].attrs["name"]))
+        return SNN(tuple(s.attrs["input_shape"]), _read_list(s["ops"], {**_SNN_TYPES, **graph.LAYER_TYPES}),
+                   str(s.attrs["readout"]), ann, json.loads(f["conversion"].attrs["info"]))
+
+
+def read(path) -> Results:
+    """The whole results file as plain data; a damaged or foreign file is a clear error."""
+    path = Path(path)
+    with _open(path) as f:
+        try:
+            if "meta" not in f:
+                raise NeuroError(f"{path} has no meta part: the run stopped before writing anything; run it again")
+            m = f["meta"]
+            out = Results(path, str(m.attrs["name"]), _str(m["config"]), int(m.attrs["seed"]), str(m.attrs["date"]),
+                          json.loads(_str(m["system"])))
+            if "conversion" in f:
+                c = f["conversion"].attrs
+                out.conversion = dict(info=json.loads(c["info"]), ann_accuracy=float(c["ann_accuracy"]),
+                                      n_images=int(c["n_images"]))
+            for name, g in f.get("chips", {}).items():
+                out.chips[name] = _read_chip(name, g)
+            if "baselines" in f:
+                out.baselines = [BaselineRun(d["source"], d["file"], Baselines.from_dict(d["results"]))
+                                 for d in json.loads(_str(f["baselines/json"]))]
+        except (KeyError, ValueError, TypeError) as e:
+            raise NeuroError(f"{path} is damaged or from another version ({type(e).__name__}: {e}): "
+                             "run the experiment again into a new folder") from None
+    return out
+
+
+def _read_chip(name: str, g: h5py.Group) -> ChipRun:
+    lg = g["layers"]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in lg["name"][()]]
+    layers = []
+    for i, n in enumerate(names):
+        c = LayerCounts(n, neurons=int(lg["neurons"][i]))
+        for f in LAYER_COUNT_FIELDS:
+            setattr(c, f, type(getattr(c, f))(lg[f][i]))
+        layers.append(c)
+    cost = {k: Value(**v) for k, v in json.loads(g.attrs["cost"]).items()}
+    return ChipRun(name, int(g.attrs["n_images"]), int(g.attrs["timesteps"]), g["accuracy_by_step"][()], layers,
+                   float(g.attrs["seconds"]), json.loads(g.attrs["coefficients"]), cost)
+
+
+def _str(dataset) -> str:
+    v = dataset[()]
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _check_readable(path: Path) -> None:
+    with _open(path):
+        pass
+
+
+@contextlib.contextmanager
+def _open(path):
+    """``h5py.File(path, "r")`` of a results file; a missing, damaged or foreign file is a NeuroError."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeuroError(f"results file {path} does not exist: write it with `neuro run CONFIG.toml -o DIR`")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise NeuroError(f"cannot read results file {path} ({_one_line(e)}): it is damaged; delete it "
+                         "or run the experiment into a new folder (other files are left as they are)") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise NeuroError(f"{path} is not a results file written by `neuro run`")
+        yield f
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

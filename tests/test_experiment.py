@@ -1,0 +1,184 @@
+"""Experiment runner, results file and report: a tiny MNIST experiment (32 images, T = 4, batch 1, short windows)."""
+
+import argparse
+
+import h5py
+import pytest
+
+from conftest import REFERENCE_ONNX
+from neuro import experiment, report, results
+from neuro.baselines import write_json
+from neuro.errors import NeuroError
+
+TINY = f"""
+seed = 1
+[data]
+images = 32
+[model]
+path = "{REFERENCE_ONNX}"
+[conversion]
+calibration = 32
+[emulation]
+chips = ["float"]
+timesteps = 4
+batch_size = 32
+[baselines]
+platforms = ["cpu-onnxruntime"]
+batches = [1]
+window_s = 0.02
+warmup_s = 0.0
+idle_s = 0.1
+"""
+
+PARTS = {"meta", "conversion", "chips/float", "baselines"}
+
+
+def write_config(folder, text=TINY, name="tiny.toml"):
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, mnist_test):
+    folder = tmp_path_factory.mktemp("experiment")
+    return experiment.run_experiment(write_config(folder), folder / "out", progress=False)
+
+
+def test_run_writes_every_part(tiny_run):
+    assert tiny_run.name == "tiny.h5"
+    assert results.parts(tiny_run) == PARTS
+    r = results.read(tiny_run)
+    assert r.seed == 1 and "timesteps = 4" in r.config and r.system["versions"]["numpy"]
+    chip = r.chips["float"]
+    assert chip.accuracy_by_step.shape == (4,) and chip.n_images == 32 and chip.coefficients == {}
+    assert [c.name for c in chip.layers][0].startswith("0:") and sum(c.synops for c in chip.layers) > 0
+    assert chip.cost["synops_per_image"].provenance == results.MODELED
+    assert chip.cost["energy_per_image"].value is None
+    [b] = r.baselines
+    assert b.source == "measured" and b.results.platforms[0].points[0].batch == 1
+    assert b.results.platforms[0].points[0].throughput.provenance == "measured"
+    assert results.read_snn(tiny_run).n_classes == 10
+
+
+def test_existing_results_need_resume(tiny_run, tmp_path):
+    with pytest.raises(NeuroError, match="already exists: resume it"):
+        experiment.run_experiment(write_config(tmp_path), tiny_run.parent, progress=False)
+
+
+def test_resume_after_interruption(tmp_path, mnist_test, monkeypatch):
+    config = write_config(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(config, tmp_path / "out", progress=False)
+    out = tmp_path / "out" / "tiny.h5"
+    assert results.parts(out) == PARTS - {"baselines"}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny.h5"]  # no temp file left behind
+    monkeypatch.undo()
+
+    def no_emulation(*args, **kwargs):
+        raise AssertionError("a finished part ran again")
+
+    monkeypatch.setattr(experiment, "_emulate", no_emulation)
+    monkeypatch.setattr(experiment, "_convert", no_emulation)
+    experiment.run_experiment(config, tmp_path / "out", resume=True, progress=False)
+    assert results.parts(out) == PARTS
+
+
+def test_resume_refuses_a_changed_config(tiny_run, tmp_path):
+    config = write_config(tmp_path, TINY.replace("timesteps = 4", "timesteps = 5"))
+    with pytest.raises(NeuroError, match="differs from the config stored"):
+        experiment.run_experiment(config, tiny_run.parent, resume=True, progress=False)
+
+
+def test_corrupt_results_file_is_a_clear_error(tiny_run, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny.h5").write_bytes(b"not an HDF5 file")
+    (out / "other.h5").write_bytes(tiny_run.read_bytes())
+    with pytest.raises(NeuroError, match="damaged") as e:
+        experiment.run_experiment(write_config(tmp_path), out, resume=True, progress=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(NeuroError, match="damaged"):
+        report.write_report([out / "other.h5", out / "tiny.h5"], tmp_path / "report")
+    assert (out / "tiny.h5").read_bytes() == b"not an HDF5 file"
+    assert results.parts(out / "other.h5") == PARTS
+    assert sorted(p.name for p in out.iterdir()) == ["other.h5", "tiny.h5"]
+    assert not (tmp_path / "report" / "report.md").exists()
+
+
+def test_foreign_hdf5_file(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = 1
+    with pytest.raises(NeuroError, match="not a results file"):
+        results.read(path)
+
+
+def test_report(tiny_run, tmp_path):
+    path = report.write_report([tiny_run], tmp_path)
+    text = path.read_text()
+    for section in ("## Runs", "## Accuracy vs time step", "## CPU and GPU baselines", "## Energy per inference",
+                    "## Frames per second", "## The gap at equal accuracy", "## Published points",
+                    "## Verdict"):
+        assert section in text
+    for figure in ("accuracy_vs_steps.png", "energy_vs_accuracy.png", "frames_per_second.png"):
+        assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({figure})" in text
+    assert "not measurable here" in text or "(measured)" in text
+    assert "| tiny: truenorth | no chip model yet |" in text
+    assert "99.42 % (published)" in text and "88,700 (published)" in text
+    assert "(modeled)" in text and "(measured)" in text
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("[emulation]", "[emulation]\ntimestep = 3"), "unknown key 'emulation.timestep'"),
+    (lambda t: t.replace("timesteps = 4", "timesteps = 0"), "'emulation.timesteps' must be at least 1"),
+    (lambda t: t.replace("timesteps = 4", 'timesteps = "4"'), "'emulation.timesteps' must be an integer"),
+    (lambda t: t.replace('chips = ["float"]', 'chips = ["nochip"]'), "'emulation.chips' names 'nochip'"),
+    (lambda t: t.replace("batches = [1]", "batches = [1, 0]"), "'baselines.batches' 0 must be at least 1"),
+    (lambda t: t.replace('platforms = ["cpu-onnxruntime"]', 'platforms = ["tpu"]'), "'baselines.platforms' 'tpu'"),
+    (lambda t: t.replace("[data]", "[dat]"), r"unknown table \[dat\]"),
+    (lambda t: t.replace(f'path = "{REFERENCE_ONNX}"', 'path = "missing.onnx"'), "model.path names 'missing.onnx'"),
+    (lambda t: t.replace(f'path = "{REFERENCE_ONNX}"\n', ""), "missing key 'model.path'"),
+    (lambda t: t.replace("seed = 1", "seed = 1.5"), "'seed' must be an integer"),
+    (lambda t: t.replace("seed = 1", "seed = "), "is not valid TOML"),
+])
+def test_bad_config(tmp_path, edit, message):
+    with pytest.raises(NeuroError, match=message) as e:
+        experiment.load_config(write_config(tmp_path, edit(TINY)))
+    assert "\n" not in str(e.value)
+
+
+def test_default_experiment_is_valid():
+    config = experiment.load_config(REFERENCE_ONNX.parents[1] / "mnist.toml")
+    assert config.name == "mnist" and config["emulation"]["chips"] == ["float"]
+    assert config["baselines"]["batches"] == [1, 16, 256, 4096]
+
+
+def test_command_line(tiny_run, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    experiment.add_parser(sub)
+    report.add_parser(sub)
+    args = parser.parse_args(["run", str(write_config(tmp_path)), "-o", str(tiny_run.parent), "--resume",
+                              "--no-progress"])
+    experiment.cmd_run(args)  # every part is there: nothing runs again
+    report.cmd_report(parser.parse_args(["report", str(tiny_run), "-o", str(tmp_path / "report")]))
+    assert capsys.readouterr().out.splitlines() == [f"wrote {tiny_run}", f"wrote {tmp_path / 'report' / 'report.md'}"]
+
+
+def test_recorded_baselines(tiny_run, tmp_path, mnist_test):
+    write_json(results.read(tiny_run).baselines[0].results, tmp_path / "gpu.json")
+    text = TINY.replace('platforms = ["cpu-onnxruntime"]', 'platforms = []\nrecorded = ["gpu.json"]')
+    config = write_config(tmp_path, text)
+    out = experiment.run_experiment(config, tmp_path / "out", progress=False)
+    [b] = results.read(out).baselines
+    assert b.source == "recorded" and b.file == "gpu.json"
+    assert b.results.platforms[0].points[0].throughput.provenance == "recorded"
+    text = report.write_report([out], tmp_path / "report").read_text()
+    assert "cpu-onnxruntime (tiny, recorded from gpu.json)" in text
