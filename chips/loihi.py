@@ -22,9 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from neuro import graph
+from neuro.encode import Playback
 from neuro.errors import NeuroError
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
@@ -198,7 +199,7 @@ def _dendrite(total, weight_exp):
     return _wrap32(s << weight_exp if weight_exp > 0 else s >> -weight_exp)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def lif_step(current, a, u, v, spikes, bias, du, dv, vth_scaled, weight_exp):
     """One Loihi step for (batch, n) neurons; ``a`` holds last step's synaptic input and takes this one's.
 
@@ -207,7 +208,7 @@ def lif_step(current, a, u, v, spikes, bias, du, dv, vth_scaled, weight_exp):
     keep_u = DECAY_UNITY - (du + DS_OFFSET)
     keep_v = DECAY_UNITY - (dv + DM_OFFSET)
     total = 0
-    for b in prange(v.shape[0]):
+    for b in range(v.shape[0]):
         for i in range(v.shape[1]):
             act = a[b, i]
             a[b, i] = _dendrite(current[b, i], weight_exp)
@@ -287,30 +288,6 @@ def program_snn(layers: list[LoihiLayer], input_shape) -> SNN:
     return SNN(input_shape, ops, readout="spikes")
 
 
-# --- spike-train input -------------------------------------------------------------------------------------
-
-class SpikePlayback:
-    """An engine encoding that plays back recorded spikes (N, n_in, T): step t gives column t."""
-
-    def __init__(self, trains: np.ndarray):
-        self.trains = (np.asarray(trains) != 0).astype(np.float32)
-
-    def for_batch(self, images, start):
-        return _Playback(self.trains[start:start + len(images)])
-
-
-class _Playback:
-    static = False
-
-    def __init__(self, trains):
-        self.trains, self.t = trains, 0
-
-    def step(self):
-        x = np.ascontiguousarray(self.trains[:, :, self.t])
-        self.t += 1
-        return x
-
-
 # --- conformance entry point -------------------------------------------------------------------------------
 
 LAYER_KEYS = ("weights", "num_weight_bits", "weight_exp", "du", "dv", "vth", "bias_mant", "bias_exp")
@@ -352,7 +329,7 @@ def simulate_chain(source, layers: list[dict]) -> list[tuple[np.ndarray, np.ndar
     snn = program_snn(chain, (src.shape[0],))
     result = Engine(snn, LoihiBackend(chain, snn)).run(
         np.zeros((1, src.shape[0]), np.float32), np.zeros(1, np.int64), src.shape[1],
-        encoding=SpikePlayback(src[None]), record_steps=True, progress=False)
+        encoding=Playback(src.T[None]), record_steps=True, progress=False)
     return [(tr["spikes"][0].T.astype(bool), tr["v"][0].T.astype(np.int64)) for tr in result.traces]
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from numba import njit
 
 from neuro import graph
+from neuro.encode import Playback
 from neuro.errors import NeuroError
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
@@ -312,28 +313,6 @@ def core_snn(core: CoreConfig) -> SNN:
     return SNN((CORE_AXONS,), [Synapses(graph.Dense(core.crossbar_by_type())), Neurons()], readout="spikes")
 
 
-class AxonPlayback:
-    """An engine encoding that plays recorded axon spikes (N, T, 256): step t gives [:, t]."""
-
-    def __init__(self, trains: np.ndarray):
-        self.trains = np.asarray(trains, np.float32)
-
-    def for_batch(self, images, start):
-        return _Playback(self.trains[start:start + len(images)])
-
-
-class _Playback:
-    static = False
-
-    def __init__(self, trains):
-        self.trains, self.t = trains, 0
-
-    def step(self):
-        x = np.ascontiguousarray(self.trains[:, self.t])
-        self.t += 1
-        return x
-
-
 # --- conformance entry point -----------------------------------------------------------------------------------
 
 def _axon_input(axon_spikes) -> np.ndarray:
@@ -358,7 +337,7 @@ def simulate_core(core: CoreConfig, axon_spikes, seed: int = 0) -> tuple[np.ndar
     x = _axon_input(axon_spikes)
     snn = core_snn(core)
     result = Engine(snn, TrueNorthBackend(core, snn, int(seed)), threads=1).run(
-        np.zeros((1, CORE_AXONS), np.float32), np.zeros(1, np.int64), len(x), encoding=AxonPlayback(x[None]),
+        np.zeros((1, CORE_AXONS), np.float32), np.zeros(1, np.int64), len(x), encoding=Playback(x[None]),
         record_steps=True, progress=False)
     trace = result.traces[0]
     return trace["spikes"][0, :, :CORE_NEURONS].astype(bool), trace["v"][0, :, :CORE_NEURONS].astype(np.int64)

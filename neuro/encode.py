@@ -49,6 +49,31 @@ class _Rate:
         return self.x
 
 
+class Playback:
+    """Plays recorded input spikes (N, T, n_in) to the engine: step t of image i gives trains[i, t].
+
+    Use it as the ``encoding`` of ``neuro.sim.Engine.run`` (the images then only set the batch).
+    """
+
+    def __init__(self, trains: np.ndarray):
+        self.trains = (np.asarray(trains) != 0).astype(np.float32)
+
+    def for_batch(self, images, start: int):
+        return _PlaybackBatch(self.trains[start:start + len(images)])
+
+
+class _PlaybackBatch:
+    static = False
+
+    def __init__(self, trains):
+        self.trains, self.t = trains, 0
+
+    def step(self):
+        x = np.ascontiguousarray(self.trains[:, self.t])
+        self.t += 1
+        return x
+
+
 class Encoder:
     def __init__(self, encoding: str, seed: int):
         if encoding not in ENCODINGS:

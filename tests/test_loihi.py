@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from chips.loihi import (LoihiBackend, LoihiLayer, SpikePlayback, _compose, compile_snn, program_snn,
+from neuro.encode import Playback
+from chips.loihi import (LoihiBackend, LoihiLayer, _compose, compile_snn, program_snn,
                          quantize_weights, simulate_chain)
 from conftest import REFERENCE_ONNX
 from neuro import graph
@@ -189,7 +190,7 @@ def test_conv_layer_matches_its_dense_unrolling():
     snn = program_snn(layers, in_shape)
     trains_hwc = src.reshape(*in_shape, T).transpose(1, 2, 0, 3).reshape(1, -1, T)  # engine: channel-last
     r = Engine(snn, LoihiBackend(layers, snn)).run(np.zeros((1, *in_shape), np.float32), np.zeros(1), T,
-                                                   encoding=SpikePlayback(trains_hwc), record_steps=True,
+                                                   encoding=Playback(trains_hwc.transpose(0, 2, 1)), record_steps=True,
                                                    progress=False)
     oh, ow = conv.output_shape(in_shape)[1:]
     chain = [dict(p1, weights=_unrolled(conv, in_shape), bias_mant=np.repeat(p1["bias_mant"], oh * ow)),

@@ -16,7 +16,8 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIF  # noqa: E402
 from lava.proc.monitor.process import Monitor  # noqa: E402
 
-from chips.loihi import LoihiBackend, LoihiLayer, SpikePlayback, compile_snn, program_snn, simulate_chain  # noqa: E402
+from neuro.encode import Playback
+from chips.loihi import LoihiBackend, LoihiLayer, compile_snn, program_snn, simulate_chain  # noqa: E402
 from neuro import graph  # noqa: E402
 from neuro.convert import convert  # noqa: E402
 from neuro.sim import Engine  # noqa: E402
@@ -138,7 +139,7 @@ def _engine_traces(layers, snn, in_shape, source):
     T = source.shape[1]
     trains_hwc = source.reshape(*in_shape, T).transpose(1, 2, 0, 3).reshape(1, -1, T)
     r = Engine(snn, LoihiBackend(layers, snn)).run(np.zeros((1, *in_shape), np.float32), np.zeros(1), T,
-                                                   encoding=SpikePlayback(trains_hwc), record_steps=True,
+                                                   encoding=Playback(trains_hwc.transpose(0, 2, 1)), record_steps=True,
                                                    progress=False)
     return [(tr["spikes"][0].reshape(T, -1).T.astype(bool), tr["v"][0].reshape(T, -1).T.astype(np.int64))
             for tr in r.traces]

@@ -4,7 +4,8 @@ reference of REFERENCES.md's equations on random cores, seeding, bad inputs."""
 import numpy as np
 import pytest
 
-from chips.truenorth import (THRESHOLD_MAX, V_MAX, V_MIN, AxonPlayback, CoreConfig, TrueNorthBackend, _draw,
+from neuro.encode import Playback
+from chips.truenorth import (THRESHOLD_MAX, V_MAX, V_MIN, CoreConfig, TrueNorthBackend, _draw,
                              core_snn, seed_state, simulate_core)
 from neuro.errors import NeuroError
 from neuro.sim import Engine
@@ -349,7 +350,7 @@ def test_each_batch_row_is_an_independent_run_of_the_core():
     snn = core_snn(core)
     trains = np.stack([x, x, x])
     result = Engine(snn, TrueNorthBackend(core, snn, seed=8), threads=2).run(
-        np.zeros((3, N), np.float32), np.zeros(3, int), 20, encoding=AxonPlayback(trains), record_steps=True,
+        np.zeros((3, N), np.float32), np.zeros(3, int), 20, encoding=Playback(trains), record_steps=True,
         progress=False)
     spikes, v = simulate_core(core, x, seed=8)
     for row in range(3):
