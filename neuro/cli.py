@@ -13,11 +13,12 @@ from neuro import experiment, report
 from neuro.errors import NeuroError
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def int_tuple(text: str) -> tuple[int, ...]:
+    """argparse type for comma-separated integers (a shape like 1,28,28, batch sizes like 1,16,256)."""
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1,28,28") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers like 1,28,28") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class from the output potential or the output spike count (default: potential)")
     c.add_argument("--pool-neurons", action="store_true", help="spiking neurons after each average pooling")
     c.add_argument("--torch-class", help="for a state_dict checkpoint: the model class as module:Class")
-    c.add_argument("--input-shape", type=_shape, help="for a torch checkpoint: input shape C,H,W")
+    c.add_argument("--input-shape", type=int_tuple, help="for a torch checkpoint: input shape C,H,W")
 
     s = sub.add_parser("simulate", help="run an SNN file on a dataset and report accuracy step by step",
                        description="Simulate an SNN on test images; print accuracy after every time step.")

@@ -12,20 +12,14 @@ from neuro import ann, datasets
 from neuro.baselines.platforms import Settings
 from neuro.baselines.results import Baselines, Value, write_json
 from neuro.baselines.suite import PLATFORMS, measure
+from neuro.cli import int_tuple
 from neuro.errors import NeuroError
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,16,256") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m neuro.baselines", description=__doc__)
     p.add_argument("model", help="ONNX model file")
-    p.add_argument("--batches", type=_ints, default=Settings.batches, help="batch sizes (default: 1,16,256,4096)")
+    p.add_argument("--batches", type=int_tuple, default=Settings.batches, help="batch sizes (default: 1,16,256,4096)")
     p.add_argument("--window", type=float, default=Settings.window_s,
                    help="least seconds timed per batch size (GPU energy: at least 1) (default: 1)")
     p.add_argument("--warmup", type=float, default=Settings.warmup_s, help="seconds of discarded calls (default: 0.5)")
