@@ -14,7 +14,8 @@ once at or below -2^23. W holds the weights after Lava's clipping and truncation
 The engine propagates spikes through W in float32, exact for integer sums below 2^24 (DESIGN.md); this
 module keeps the weights as integers in float32, checks that bound, and runs the integer neuron dynamics
 in its own numba kernel. ``simulate_chain`` is the conformance entry point (a Lava chain on the engine);
-``compile_snn`` quantises a converted SNN into Loihi layers. docs/chips/loihi.md has the details.
+``compile_snn`` quantises a converted SNN into Loihi layers; ``map_layers`` puts them on cores and chips and
+``cost`` estimates time and energy per inference. docs/chips/loihi.md has the details.
 """
 
 from __future__ import annotations
@@ -461,3 +462,379 @@ def _bias_mant_exp(bias_v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarra
                          "13-bit mantissa with exponent <= 7: use a smaller threshold mantissa (vth)")
     mant = np.clip(np.round(bias_v / 2.0 ** exp), -half, half - 1).astype(np.int64)
     return mant, exp
+
+
+# =================================================================================================================
+# --- mapping onto cores and chips (issue 3 item 5; docs/chips/loihi.md "Mapping") ---------------------------------
+# =================================================================================================================
+#
+# Each layer's neurons, in the engine's flat order (channel-last (y, x, c) for a conv), are cut into k contiguous,
+# near-equal slices, one per core, with k the smallest count under which every slice meets all four per-core
+# limits. Layers are cut last to first, because a neuron's output axons are the cores of the next layer it
+# reaches. Cores are numbered in layer order and placed in that order: 4 per tile, tiles row by row on each
+# chip's mesh, chips side by side. The input is injected into the first layer's axons and takes no core.
+#
+# Synapse memory follows nengo-loihi's encoding (SynapseFmt.bits_per_axon): an input axon's synapses on a core
+# are stored in groups of up to 64, each group n x bits + a 10-bit header, rounded up to 64-bit words. Dense
+# layers use the dense format (compression 3): an axon stores a weight for every compartment of the slice, no
+# index. Conv layers are stored as their unrolled matrix in the sparse format (compression 0): one entry per
+# non-zero weight, weight bits + index bits. Weight sharing (NxTF's conv compression) is not modelled, so conv
+# memory is an upper bound.
+
+CHIP_CORES = 128                       # neuromorphic cores per Loihi 1 chip (DAV18 [sec])
+CORE_COMPARTMENTS = 1024               # compartments per core (DAV18 [sec]; nengo-loihi MAX_COMPARTMENTS)
+CORE_INPUT_AXONS = 4096                # input axons per core (DAV18 [sec]; nengo-loihi MAX_IN_AXONS)
+CORE_OUTPUT_AXONS = 4096               # output axons per core (DAV18 [sec]; nengo-loihi MAX_OUT_AXONS)
+WORD_BITS = 64                         # synapse memory word (REFERENCES: 128 KB = 16,384 x 64-bit words)
+CORE_SYNAPSE_WORDS = 16384             # 128 KB per core (DAV18 [sec]; nengo-loihi MAX_SYNAPSE_BITS = 2^20)
+SYNAPSE_GROUP = 64                     # synapses per group: numSynapses + 1 with the 6-bit count field
+#                                        (nengo-loihi SynapseFmt, N_SYNAPSES_BITS = 6) [unsure: nengo-loihi sets 63]
+GROUP_HEADER_BITS = 4 + 6              # SYNAPSE_FMT_IDX_BITS + N_SYNAPSES_BITS per group (nengo-loihi bits_per_axon)
+STORED_WEIGHT_BITS = (0, 1, 2, 3, 4, 5, 6, 8, 8)   # bits stored for num_weight_bits 0..8: 7 is stored as 8
+#                                                    (nengo-loihi SynapseFmt.WEIGHT_BITS_MAP)
+INDEX_BITS = (6, 7, 8, 9, 10, 11, 12)  # compartment index widths of the sparse format (nengo-loihi INDEX_BITS_MAP)
+CORES_PER_TILE = 4                     # 4 cores per tile, 32 tiles per chip (DAV18 [sec]; Table 2's "1-32 tiles")
+MESH_TILES_X, MESH_TILES_Y = 8, 4      # one chip's tiles as an 8 x 4 mesh [unsure: the aspect is our reading]
+
+
+@dataclass
+class LayerMap:
+    """One layer on its cores: per-core usage (arrays over the layer's cores) and its spike traffic."""
+
+    name: str
+    kind: str                          # "dense" or "conv" (synapse format and, for SANA-FE, synapse energy)
+    neurons: int
+    biased: bool                       # a non-zero bias changes v every step: all neurons update every step
+    first_core: int
+    compartments: np.ndarray
+    input_axons: np.ndarray
+    output_axons: np.ndarray
+    synapse_words: np.ndarray
+    packets_per_spike: float = 0.0     # destination cores per spike, mean over the layer's neurons
+    hops_x: float = 0.0                # mean east-west tile hops per packet
+    hops_y: float = 0.0                # mean north-south tile hops per packet
+
+    @property
+    def cores(self) -> int:
+        return len(self.compartments)
+
+
+@dataclass
+class LoihiMapping:
+    """Every layer on its cores; ``cores`` and ``chips`` in all, and the utilisation of what they hold."""
+
+    layers: list[LayerMap]
+
+    @property
+    def cores(self) -> int:
+        return sum(m.cores for m in self.layers)
+
+    @property
+    def chips(self) -> int:
+        return -(-self.cores // CHIP_CORES)
+
+    def utilisation(self) -> dict:
+        """Fractions of the used cores' compartments and synapse memory, and of the chips' cores, in use."""
+        used = {k: float(sum(getattr(m, k).sum() for m in self.layers)) for k in ("compartments", "synapse_words")}
+        return dict(compartments=used["compartments"] / (self.cores * CORE_COMPARTMENTS),
+                    synapse_memory=used["synapse_words"] / (self.cores * CORE_SYNAPSE_WORDS),
+                    cores=self.cores / (self.chips * CHIP_CORES))
+
+
+def _connections(layer: LoihiLayer, in_shape) -> tuple[np.ndarray, np.ndarray]:
+    """(target, source) flat indices of every non-zero weight, sorted by target; conv in channel-last order."""
+    w = layer.weights
+    if isinstance(layer.synapse, graph.Dense):
+        return np.nonzero(w)
+    conv = layer.synapse
+    c, h, wd = in_shape
+    o, oh, ow = conv.output_shape(in_shape)
+    oc, cg, ky, kx = np.nonzero(w)
+    ch = (oc // (o // conv.groups)) * w.shape[1] + cg   # input channel of each tap
+    oy, ox = np.divmod(np.arange(oh * ow), ow)
+    iy = oy[:, None] * conv.stride[0] - conv.padding[0] + ky[None]
+    ix = ox[:, None] * conv.stride[1] - conv.padding[1] + kx[None]
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd)
+    target = (np.arange(oh * ow)[:, None] * o + oc[None])[ok]
+    source = ((iy * wd + ix) * c + ch[None])[ok]
+    order = np.argsort(target, kind="stable")
+    return target[order], source[order]
+
+
+def _group_words(n, bits: int):
+    """64-bit words of one group of n synapses: n x bits + the header, rounded up."""
+    return -(-(n * bits + GROUP_HEADER_BITS) // WORD_BITS)
+
+
+def _words(synapses: np.ndarray, bits: int) -> np.ndarray:
+    """64-bit words for axons with ``synapses`` synapses each, in groups of up to 64."""
+    full, rest = np.divmod(synapses, SYNAPSE_GROUP)
+    return full * _group_words(SYNAPSE_GROUP, bits) + np.where(rest > 0, _group_words(rest, bits), 0)
+
+
+def _index_bits(compartments: int) -> int:
+    """The narrowest index of the sparse format that addresses ``compartments`` compartments."""
+    need = max(int(compartments) - 1, 1).bit_length()
+    return next(b for b in INDEX_BITS if b >= need)
+
+
+def _slices(n: int, k: int) -> np.ndarray:
+    """Bounds of k contiguous, near-equal slices of n neurons."""
+    return np.arange(k + 1) * n // k
+
+
+def _usage(kind, bits, target, source, bounds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice: compartments, input axons, synapse words."""
+    cuts = np.searchsorted(target, bounds)
+    comps, axons, words = np.diff(bounds), [], []
+    for (a, b), size in zip(zip(cuts[:-1], cuts[1:]), comps):
+        _, per_axon = np.unique(source[a:b], return_counts=True)
+        axons.append(len(per_axon))
+        if kind == "dense":   # dense format: every axon stores all of the slice's compartments
+            words.append(len(per_axon) * int(_words(np.array(size), bits)))
+        else:                 # sparse format: one entry per non-zero weight, with its compartment index
+            words.append(int(_words(per_axon, bits + _index_bits(size)).sum()))
+    return comps, np.array(axons), np.array(words)
+
+
+def _fanout_cores(source, target, next_bounds) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (neuron, next-layer core) pairs, sorted by neuron: neuron and core (within the next layer)."""
+    core = np.searchsorted(next_bounds, target, side="right") - 1
+    pairs = np.unique(source.astype(np.int64) * (len(next_bounds) - 1) + core)
+    return np.divmod(pairs, len(next_bounds) - 1)
+
+
+def _binding(comps, axons, words, out_axons) -> str | None:
+    """The first per-core limit a slice breaks, or None."""
+    for used, limit, what in ((comps, CORE_COMPARTMENTS, "compartments"), (axons, CORE_INPUT_AXONS, "input axons"),
+                              (words, CORE_SYNAPSE_WORDS, "synapse memory words"),
+                              (out_axons, CORE_OUTPUT_AXONS, "output axons")):
+        if used.max(initial=0) > limit:
+            return f"{what} ({int(used.max())} > {limit})"
+    return None
+
+
+def _partition(layer, target, source, n, out_axons) -> tuple[np.ndarray, tuple]:
+    """The fewest near-equal slices that meet every per-core limit; a NeuroError naming the limit if none do.
+
+    ``out_axons(bounds)`` gives each slice's output axons for given slice bounds.
+    """
+    bits = STORED_WEIGHT_BITS[layer.num_weight_bits]
+    k = -(-n // CORE_COMPARTMENTS)
+    while True:
+        bounds = _slices(n, k)
+        usage = _usage(_kind(layer), bits, target, source, bounds)
+        broken = _binding(*usage, out_axons(bounds))
+        if broken is None:
+            return bounds, usage
+        if k == n:
+            raise NeuroError(f"{layer.name}: does not fit a Loihi core even with one neuron per core: "
+                             f"{broken}: give its neurons fewer inputs")
+        k += 1
+
+
+def _layer_shapes(layers: list[LoihiLayer], input_shape) -> list[tuple]:
+    """Each layer's input shape (flattened before a dense layer, as ``program_snn`` does)."""
+    shapes, shape = [], tuple(input_shape)
+    for layer in layers:
+        if isinstance(layer.synapse, graph.Dense) and len(shape) > 1:
+            shape = (int(np.prod(shape)),)
+        shapes.append(shape)
+        shape = layer.synapse.output_shape(shape)
+    return shapes + [shape]
+
+
+def core_position(core: int) -> tuple[int, int]:
+    """(x, y) tile of a core numbered in placement order: 4 per tile, tiles row by row, chips side by side."""
+    chip, local = divmod(int(core), CHIP_CORES)
+    y, x = divmod(local // CORES_PER_TILE, MESH_TILES_X)
+    return chip * MESH_TILES_X + x, y
+
+
+def _positions(first: int, count: int) -> np.ndarray:
+    """(count, 2) tiles of the cores first .. first + count - 1."""
+    return np.array([core_position(first + i) for i in range(count)]).reshape(count, 2)
+
+
+def _kind(layer: LoihiLayer) -> str:
+    """The synapse format (and SANA-FE synapse class) of a layer: "dense" or "conv"."""
+    return "dense" if isinstance(layer.synapse, graph.Dense) else "conv"
+
+
+def _per_slice(sorted_ids: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """How many of ``sorted_ids`` fall into each slice."""
+    return np.diff(np.searchsorted(sorted_ids, bounds))
+
+
+def map_layers(layers: list[LoihiLayer], input_shape) -> LoihiMapping:
+    """Partition every layer onto cores under the per-core limits and place the cores in order on the mesh."""
+    shapes = _layer_shapes(layers, input_shape)
+    conns = [_connections(layer, shape) for layer, shape in zip(layers, shapes)]
+    sizes = [int(np.prod(s)) for s in shapes[1:]]
+    n = len(layers)
+    bounds, usages = [None] * n, [None] * n
+    fanouts = [(np.zeros(0, np.int64),) * 2] * n   # the last layer's spikes go to the host: no output axons
+    for i in reversed(range(n)):
+        if i + 1 < n:
+            fanouts[i] = _fanout_cores(*conns[i + 1][::-1], bounds[i + 1])
+        bounds[i], usages[i] = _partition(layers[i], *conns[i], sizes[i],
+                                          lambda b, neuron=fanouts[i][0]: _per_slice(neuron, b))
+    maps, first = [], 0
+    for layer, b, (comps, axons, words), (neuron, _), size in zip(layers, bounds, usages, fanouts, sizes):
+        maps.append(LayerMap(layer.name, _kind(layer), size, bool(np.any(layer.bias_mant)), first, comps, axons,
+                             _per_slice(neuron, b), words))
+        first += len(comps)
+    for i in range(n - 1):
+        _traffic(maps[i], maps[i + 1], bounds[i], *fanouts[i])
+    return LoihiMapping(maps)
+
+
+def _traffic(src: LayerMap, dst: LayerMap, bounds, neuron, dst_core) -> None:
+    """Packets per spike and mean tile hops per packet from ``src``'s cores to ``dst``'s."""
+    src_core = np.searchsorted(bounds, neuron, side="right") - 1
+    a, b = _positions(src.first_core, src.cores)[src_core], _positions(dst.first_core, dst.cores)[dst_core]
+    src.packets_per_spike = len(neuron) / src.neurons
+    hops = np.abs(a - b).reshape(-1, 2)
+    src.hops_x, src.hops_y = (float(hops[:, j].mean()) if len(hops) else 0.0 for j in (0, 1))
+
+
+def map_program(program: LoihiProgram) -> LoihiMapping:
+    """``map_layers`` for a compiled program."""
+    return map_layers(program.layers, program.snn.input_shape)
+
+
+# =================================================================================================================
+# --- cost model: time per step, energy per inference, frames/s (issue 3 item 6; docs/chips/loihi.md "Cost model") -
+# =================================================================================================================
+#
+# Per step and core: synaptic ops, neuron updates (active or inactive), spikes out and packets (one per spike
+# and destination core), each with an energy and a time. A core works serially, so its time is the sum of its
+# events' times; the step takes the slowest core's time plus the mesh-wide barrier. Energy per step = the sum of
+# all events' energies + static power x step time. A layer's activity is spread evenly over its cores. A neuron
+# update is active when the neuron gets synaptic input that step (with input spread at random over the layer's
+# neurons, a fraction 1 - exp(-synops / neurons)) or when its layer has a bias (v changes every step). Host I/O
+# (injecting the input, reading the output) and the x86 cores are not modelled; an image is one inference of
+# ``steps_per_inference`` steps, run alone (latency = steps x step time, frames/s = 1 / latency).
+
+BARRIER_1_TILE_S, BARRIER_32_TILES_S = 113e-9, 465e-9   # end-of-step barrier, 1 and 32 tiles (DAV18 Table 2 [sec])
+CHIP_STATIC_W = 0.104                  # static power per Loihi 1 chip: 3.34 W for 32 chips (Frady et al. 2020 [sec])
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Energy (J) and time (s) per event; "active"/"inactive" neuron updates, packets = spike messages."""
+
+    name: str
+    e_synop_dense: float
+    e_synop_conv: float
+    t_synop_dense: float
+    t_synop_conv: float
+    e_active: float
+    e_inactive: float
+    t_active: float
+    t_inactive: float
+    e_spike: float
+    t_spike: float
+    e_packet: float
+    t_packet: float
+    e_hop_x: float
+    e_hop_y: float
+
+
+COEFFICIENTS = {
+    # DAV18 Table 2 (pre-silicon, 0.75 V): synaptic op 23.6 pJ (min) / 3.5 ns (max); neuron update 81 / 52 pJ,
+    # 8.4 / 5.3 ns (active / inactive); within-tile spike 1.7 pJ (charged per packet); tile hop 3.0 (E-W) /
+    # 4.0 (N-S) pJ. The table gives no time for spikes or packets: 0.
+    "dav18": Coefficients("dav18", 23.6e-12, 23.6e-12, 3.5e-9, 3.5e-9, 81e-12, 52e-12, 8.4e-9, 5.3e-9,
+                          0.0, 0.0, 1.7e-12, 0.0, 3.0e-12, 4.0e-12),
+    # SANA-FE arch/loihi.yaml (calibrated on Loihi): dense synapse 35.5 pJ / 3.8 ns, conv synapse 24.0 pJ / 3.1 ns;
+    # every neuron accessed 51.2 pJ / 6.0 ns, an active one + update 21.6 pJ / 3.7 ns; spike out 69.3 pJ / 30 ns;
+    # axon out (per packet) 111 pJ / 5.1 ns; hop 3.0-4.2 pJ, taken as 3.0 E-W and 4.2 N-S [unsure which is which].
+    "sana-fe": Coefficients("sana-fe", 35.5e-12, 24.0e-12, 3.8e-9, 3.1e-9, 51.2e-12 + 21.6e-12, 51.2e-12,
+                            6.0e-9 + 3.7e-9, 6.0e-9, 69.3e-12, 30e-9, 111e-12, 5.1e-9, 3.0e-12, 4.2e-12),
+}
+
+
+def coefficients(name: str) -> Coefficients:
+    """A coefficient set by name, or a one-line NeuroError listing the names."""
+    if name not in COEFFICIENTS:
+        raise NeuroError(f"unknown Loihi coefficient set {name!r}: give one of {', '.join(COEFFICIENTS)}")
+    return COEFFICIENTS[name]
+
+
+def barrier_s(tiles: int) -> float:
+    """End-of-step barrier: DAV18 Table 2's 113 ns (1 tile) to 465 ns (32 tiles), linear in the tiles used;
+    beyond one chip extrapolated on the same line (no published point)."""
+    return BARRIER_1_TILE_S + (BARRIER_32_TILES_S - BARRIER_1_TILE_S) * (tiles - 1) / (32 - 1)
+
+
+@dataclass(frozen=True)
+class LayerActivity:
+    """A layer's mean activity per step of one inference: synaptic ops into it and spikes out of it."""
+
+    synops: float
+    spikes: float
+
+
+def activity_from_result(program: LoihiProgram, result) -> list[LayerActivity]:
+    """Per-layer activity per step and image from a ``SimResult`` of ``program`` run on the engine."""
+    per = max(result.n_images, 1) * result.timesteps
+    syn = [c.synops for c, op in zip(result.layers, program.snn.ops) if isinstance(op, Synapses)]
+    spk = [c.spikes for c, op in zip(result.layers, program.snn.ops) if isinstance(op, Neurons)]
+    return [LayerActivity(s / per, k / per) for s, k in zip(syn, spk)]
+
+
+@dataclass(frozen=True)
+class LoihiCost:
+    """Time and energy of one inference; ``energy_j`` splits it by component (J per inference)."""
+
+    coefficients: str
+    cores: int
+    chips: int
+    step_s: float
+    slowest_core_s: float
+    barrier_s: float
+    latency_s: float
+    frames_per_second: float
+    energy_per_inference_j: float
+    dynamic_energy_per_inference_j: float
+    energy_j: dict
+
+
+def _layer_step(m: LayerMap, act: LayerActivity, c: Coefficients) -> tuple[dict, float]:
+    """Energy per step by component (J) of one layer, and the time per step (s) of each of its cores."""
+    if act.synops < 0 or act.spikes < 0 or act.spikes > m.neurons:
+        raise NeuroError(f"{m.name}: activity {act} is impossible: give synops >= 0 and 0 <= spikes <= "
+                         f"{m.neurons} (its neurons) per step")
+    active = m.neurons if m.biased else m.neurons * -np.expm1(-act.synops / m.neurons)
+    e_syn, t_syn = (c.e_synop_dense, c.t_synop_dense) if m.kind == "dense" else (c.e_synop_conv, c.t_synop_conv)
+    packets = act.spikes * m.packets_per_spike
+    energy = dict(synops=act.synops * e_syn,
+                  neurons=active * c.e_active + (m.neurons - active) * c.e_inactive,
+                  spikes=act.spikes * c.e_spike,
+                  network=packets * (c.e_packet + m.hops_x * c.e_hop_x + m.hops_y * c.e_hop_y))
+    time = (act.synops * t_syn + active * c.t_active + (m.neurons - active) * c.t_inactive
+            + act.spikes * c.t_spike + packets * c.t_packet) / m.cores
+    return energy, time
+
+
+def cost(mapping: LoihiMapping, activity: list[LayerActivity], steps_per_inference: int,
+         coefficients_name: str = "dav18") -> LoihiCost:
+    """Latency, frames/s and energy per inference of a mapped network with the given per-step activity."""
+    c = coefficients(coefficients_name)
+    if len(activity) != len(mapping.layers):
+        raise NeuroError(f"{len(activity)} layer activities for {len(mapping.layers)} mapped layers: "
+                         "give one per layer")
+    if isinstance(steps_per_inference, bool) or not isinstance(steps_per_inference, (int, np.integer)) \
+            or steps_per_inference < 1:
+        raise NeuroError(f"steps_per_inference is {steps_per_inference!r}: give an integer >= 1")
+    per_layer = [_layer_step(m, a, c) for m, a in zip(mapping.layers, activity)]
+    slowest = float(max(t for _, t in per_layer))
+    barrier = barrier_s(-(-mapping.cores // CORES_PER_TILE))
+    step = slowest + barrier
+    energy = {k: float(steps_per_inference * sum(e[k] for e, _ in per_layer)) for k in per_layer[0][0]}
+    dynamic = sum(energy.values())
+    energy["static"] = steps_per_inference * step * CHIP_STATIC_W * mapping.chips
+    latency = steps_per_inference * step
+    return LoihiCost(c.name, mapping.cores, mapping.chips, step, slowest, barrier, latency, 1 / latency,
+                     dynamic + energy["static"], dynamic, energy)
