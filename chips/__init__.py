@@ -18,6 +18,20 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
+def compile_for(name: str, snn, encoding: str):
+    """``snn`` compiled for chip ``name``; a chip's cores take input spikes, so the encoding must be rate."""
+    if encoding != "rate":
+        raise NeuroError(f"the {name} chip model takes input spikes, not analog currents: use the rate encoding "
+                         f"(got {encoding!r})")
+    return get(name)(snn)
+
+
+def limits(name: str) -> dict:
+    """The key limits of a registered chip model (its module's ``chip_limits()``)."""
+    get(name)
+    return importlib.import_module(REGISTRY[name].split(":")[0]).chip_limits()
+
+
 def get(name: str):
     """The chip model registered under ``name``; an unknown name is a clear error listing the known ones."""
     if name not in REGISTRY:

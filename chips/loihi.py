@@ -352,6 +352,10 @@ class LoihiProgram:
     def backend(self) -> LoihiBackend:
         return LoihiBackend(self.layers, self.snn)
 
+    def cost(self, result, steps_per_inference: int, coefficients_name: str = "dav18") -> "LoihiCost":
+        """Energy, latency and frames/s of this program for the activity of an engine run (``SimResult``)."""
+        return cost(map_program(self), activity_from_result(self, result), steps_per_inference, coefficients_name)
+
 
 def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
     """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
@@ -753,6 +757,14 @@ COEFFICIENTS = {
     "sana-fe": Coefficients("sana-fe", 35.5e-12, 24.0e-12, 3.8e-9, 3.1e-9, 51.2e-12 + 21.6e-12, 51.2e-12,
                             6.0e-9 + 3.7e-9, 6.0e-9, 69.3e-12, 30e-9, 111e-12, 5.1e-9, 3.0e-12, 4.2e-12),
 }
+
+
+def chip_limits() -> dict:
+    """Key limits of a Loihi 1 chip (DAV18 [sec]), as listed by `neuro chips`."""
+    return {"cores per chip": CHIP_CORES, "compartments per core": CORE_COMPARTMENTS,
+            "input axons per core": CORE_INPUT_AXONS, "output axons per core": CORE_OUTPUT_AXONS,
+            "synaptic memory per core (KB)": CORE_SYNAPSE_WORDS * WORD_BITS // 8 // 1024,
+            "weight bits": WEIGHT_BITS, "coefficient sets": ", ".join(COEFFICIENTS)}
 
 
 def coefficients(name: str) -> Coefficients:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+import chips
 from neuro import experiment, report
 from neuro.errors import NeuroError
 
@@ -54,10 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoding", choices=("current", "rate"), default="current", help="input encoding")
     s.add_argument("--batch-size", type=int, default=256, help="images simulated together (default: 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the rate encoding (default: 0)")
+    s.add_argument("--chip", help="emulate on this chip model (see `neuro chips`); default: the float SNN")
+    s.add_argument("--coefficients", default="dav18",
+                   help="the chip's energy/time coefficient set (Loihi: dav18 or sana-fe; default: dav18)")
     s.add_argument("--plot", help="write the accuracy-vs-step figure to this PNG")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    sub.add_parser("chips", help="list the chip models and their key limits",
+                   description="List the registered chip models and their key limits.")
     experiment.add_parser(sub)
     report.add_parser(sub)
     return p
@@ -92,20 +98,37 @@ def cmd_simulate(args) -> None:
     images, labels = images[:args.n], labels[:args.n]
     net.check_input(images)
     ann_accuracy = net.ann.accuracy(images, labels) if net.ann is not None else None
-    engine = Engine(net)
+    program = chips.compile_for(args.chip, net, args.encoding) if args.chip else None
+    engine = Engine(program.snn, program.backend()) if program else Engine(net)
     start = time.perf_counter()
     result = engine.run(images, labels, args.timesteps, encoding=args.encoding, seed=args.seed,
                         batch_size=args.batch_size, progress=not args.no_progress)
     seconds = time.perf_counter() - start
+    chip_cost = program.cost(result, args.timesteps, args.coefficients) if program else None
     if args.plot:
         plots.accuracy_vs_steps({f"SNN ({args.encoding})": result.accuracy_by_step}, args.plot,
                                 ann_accuracy=ann_accuracy, title=f"{args.snn}: {len(images)} {args.data} images")
     summary = summarize(result, ann_accuracy, seconds)
-    summary.update(encoding=args.encoding, data=args.data, split=args.split, snn=str(args.snn))
+    summary.update(encoding=args.encoding, data=args.data, split=args.split, snn=str(args.snn), chip=args.chip)
+    if chip_cost is not None:
+        summary.update(energy_per_inference_j=chip_cost.energy_per_inference_j,
+                       frames_per_second=chip_cost.frames_per_second, latency_s=chip_cost.latency_s,
+                       cores=chip_cost.cores, chips=chip_cost.chips, coefficients=chip_cost.coefficients)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(format_table(result, ann_accuracy, seconds))
+        if chip_cost is not None:
+            print(f"{args.chip} ({chip_cost.coefficients}, modeled): {chip_cost.energy_per_inference_j * 1e6:.4g} uJ "
+                  f"per inference, {chip_cost.frames_per_second:.4g} frames/s, latency "
+                  f"{chip_cost.latency_s * 1e3:.4g} ms, {chip_cost.cores} cores on {chip_cost.chips} chip(s)")
+
+
+def cmd_chips(args) -> None:
+    for name in chips.available():
+        print(name)
+        for key, value in chips.limits(name).items():
+            print(f"  {key}: {value}")
 
 
 def summarize(result, ann_accuracy, seconds: float) -> dict:
@@ -143,8 +166,8 @@ def format_table(result, ann_accuracy, seconds: float) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"convert": cmd_convert, "simulate": cmd_simulate, "run": experiment.cmd_run,
-                    "report": report.cmd_report}
+        commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips,
+                    "run": experiment.cmd_run, "report": report.cmd_report}
         commands[args.command](args)
     except NeuroError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -58,6 +58,7 @@ SCHEMA = {
         "timesteps": (int, 32, _positive),
         "encoding": (str, "current", _one_of("current", "rate")),
         "batch_size": (int, 256, _positive),
+        "coefficients": (str, "dav18", None),
     },
     "baselines": {
         "platforms": (list[str], list(PLATFORMS), _each(_one_of(*PLATFORMS))),
@@ -246,26 +247,29 @@ def _convert(config: Config, seed: int):
 
 def _emulate(chip: str, snn, images, labels, emulation: dict, seed: int, progress: bool) -> results.ChipRun:
     """The float SNN, or the SNN compiled by the chip model registered as ``chip`` (a program with
-    ``.snn`` and ``.backend()``); cost: the modeled activity, energy where the chip has a cost model."""
-    if chip == FLOAT:
-        engine = Engine(snn)
-        why = "float SNN: no chip, so no energy coefficients"
-    else:
-        program = chips.get(chip)(snn)
-        engine = Engine(program.snn, program.backend())
-        why = f"chips.{chip} has no cost model yet"
+    ``.snn``, ``.backend()`` and ``.cost(result, steps, coefficients)``); cost: the modeled activity,
+    and energy, frames/s and latency from the chip's cost model."""
+    program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"])
+    engine = Engine(program.snn, program.backend()) if program else Engine(snn)
     start = time.perf_counter()
     sim = engine.run(images, labels, emulation["timesteps"], encoding=emulation["encoding"], seed=seed,
                      batch_size=emulation["batch_size"], progress=progress)
     seconds = time.perf_counter() - start
+    counted = f"counted by the emulator over {sim.timesteps} steps"
     cost = {
-        "synops_per_image": Value(sim.per_image("synops"), "synaptic events/image", results.MODELED,
-                                  f"counted by the emulator over {sim.timesteps} steps"),
-        "spikes_per_image": Value(sim.per_image("spikes"), "spikes/image", results.MODELED,
-                                  f"counted by the emulator over {sim.timesteps} steps"),
-        "energy_per_image": Value(None, "J/image", results.NOT_MODELED, why),
+        "synops_per_image": Value(sim.per_image("synops"), "synaptic events/image", results.MODELED, counted),
+        "spikes_per_image": Value(sim.per_image("spikes"), "spikes/image", results.MODELED, counted),
     }
-    return results.chip_run(chip, sim, seconds, {}, cost)
+    if program is None:
+        cost["energy_per_image"] = Value(None, "J/image", results.NOT_MODELED,
+                                         "float SNN: no chip, so no energy coefficients")
+        return results.chip_run(chip, sim, seconds, {}, cost)
+    c = program.cost(sim, sim.timesteps, emulation["coefficients"])
+    how = f"chips.{chip} cost model, {c.coefficients} coefficients, {sim.timesteps} steps per inference"
+    cost.update(energy_per_image=Value(c.energy_per_inference_j, "J/image", results.MODELED, how),
+                frames_per_second=Value(c.frames_per_second, "frames/s", results.MODELED, how),
+                latency=Value(c.latency_s, "s", results.MODELED, how))
+    return results.chip_run(chip, sim, seconds, {"name": c.coefficients, "cores": c.cores, "chips": c.chips}, cost)
 
 
 def _baselines(config: Config, images, inputs: str) -> list[results.BaselineRun]:

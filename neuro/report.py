@@ -329,9 +329,14 @@ def _gap_section(runs: list[Results]) -> list[str]:
             ratio = "n/a: no chip energy" if not (e and e.value) else "; ".join(
                 f"{e.value / ref.point.energy_per_image.value:.3g}x {ref.label}" for ref in refs
                 if ref.point.energy_per_image.value)
+            fps, latency = c.cost.get("frames_per_second"), c.cost.get("latency")
+            fps_text = _fmt(fps) if fps else "n/a: no chip timing model"
+            latency_text = _fmt(latency, 1e3, "ms") if latency else "n/a: no chip timing model"
+            fps_ratio = "; ".join(f"{fps.value / ref.point.throughput.value:.3g}x {ref.label}" for ref in refs
+                                  if ref.point.throughput.value) if fps else "n/a: no chip timing model"
             lines.append(f"| {r.name}: {_chip_label(c.name)} | {_pct(c.accuracy_by_step[-1], 'modeled')} at "
-                         f"T={c.timesteps} | {steps} | {energy} | n/a: no chip timing model | n/a: no chip timing "
-                         f"model | {ratio or 'n/a: no reference energy measurable'} | n/a: no chip timing model |")
+                         f"T={c.timesteps} | {steps} | {energy} | {fps_text} | {latency_text} | "
+                         f"{ratio or 'n/a: no reference energy measurable'} | {fps_ratio} |")
         for name in QUESTION_CHIPS:
             if name not in r.chips:
                 why = ("registered but not run in this experiment (add it to emulation.chips)"

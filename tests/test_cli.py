@@ -56,3 +56,28 @@ def test_console_script_help():
                          env=env, check=True).stdout
     for flag in ("--n", "--timesteps", "--encoding", "--plot", "--json"):
         assert flag in out
+
+
+def test_simulate_on_loihi_adds_the_chip_cost(snn_file, capsys):
+    capsys.readouterr()
+    assert main(["simulate", str(snn_file), "--n", "16", "--timesteps", "8", "--encoding", "rate", "--chip", "loihi",
+                 "--coefficients", "sana-fe", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["chip"] == "loihi" and out["coefficients"] == "sana-fe"
+    assert out["energy_per_inference_j"] > 0 and out["frames_per_second"] > 0 and out["latency_s"] > 0
+    assert out["cores"] >= 1 and out["chips"] >= 1
+    assert out["frames_per_second"] == pytest.approx(1 / out["latency_s"])
+    assert list(out["accuracy_by_step"]) == [str(t) for t in range(1, 9)]
+
+
+def test_chip_errors(snn_file, capsys):
+    assert main(["simulate", str(snn_file), "--n", "4", "--chip", "loihi", "--no-progress"]) == 2
+    assert "rate encoding" in capsys.readouterr().err
+    assert main(["simulate", str(snn_file), "--n", "4", "--chip", "spinnaker", "--encoding", "rate"]) == 2
+    assert "available chip models: loihi" in capsys.readouterr().err
+
+
+def test_chips_lists_limits(capsys):
+    assert main(["chips"]) == 0
+    out = capsys.readouterr().out
+    assert "loihi" in out and "compartments per core: 1024" in out

@@ -182,3 +182,23 @@ def test_recorded_baselines(tiny_run, tmp_path, mnist_test):
     assert b.results.platforms[0].points[0].throughput.provenance == "recorded"
     text = report.write_report([out], tmp_path / "report").read_text()
     assert "cpu-onnxruntime (tiny, recorded from gpu.json)" in text
+
+
+def test_loihi_chip_run_has_a_modeled_cost_in_the_report(tmp_path, mnist_test):
+    text = TINY.replace('chips = ["float"]', 'chips = ["float", "loihi"]\nencoding = "rate"\ncoefficients = "sana-fe"')
+    path = experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
+    loihi = results.read(path).chips["loihi"]
+    assert loihi.coefficients["name"] == "sana-fe" and loihi.coefficients["cores"] >= 1
+    for key in ("energy_per_image", "frames_per_second", "latency"):
+        assert loihi.cost[key].value > 0 and loihi.cost[key].provenance == results.MODELED
+    assert loihi.cost["frames_per_second"].value == pytest.approx(1 / loihi.cost["latency"].value)
+    report_text = report.write_report([path], tmp_path / "report").read_text()
+    row = next(line for line in report_text.splitlines() if line.startswith("| tiny: Loihi") or
+               line.startswith("| tiny: loihi"))
+    assert "uJ (modeled)" in row and "ms (modeled)" in row
+
+
+def test_chips_need_the_rate_encoding(tmp_path, mnist_test):
+    text = TINY.replace('chips = ["float"]', 'chips = ["loihi"]')
+    with pytest.raises(NeuroError, match="rate encoding"):
+        experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
