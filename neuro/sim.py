@@ -346,6 +346,7 @@ class Engine:
         output = neuron_stages[-1]
         out_counts = np.zeros((len(batch), output.n), np.float32) if self.snn.readout == "spikes" else None
         static_first = inputs.static and isinstance(stages[0], SynapseStage)
+        first_step_work = None  # the first stage's counts of one step, reused while its input is static
         for t in range(timesteps):
             x = inputs.step()
             for k, (stage, c) in enumerate(zip(stages, counts)):

@@ -26,3 +26,21 @@ def mnist_test():
         pytest.skip("MNIST not available: set NEURO_DATA to a folder holding mnist/ (CI: ../shared/datasets)")
     from neuro.datasets import load
     return load("mnist", split="test", root=root)
+
+
+def small_converted_cnn(seed: int = 8):
+    """(SNN, images): a small CNN (conv, avg-pool, conv, avg-pool, dense, dense) converted with reset to zero and
+    a spiking readout, as the Loihi compiler takes it; shared by the Lava and netx tests."""
+    import numpy as np
+
+    from neuro import graph
+    from neuro.convert import convert
+
+    rng = np.random.default_rng(seed)
+    net = graph.Network((1, 10, 10), [
+        graph.Conv2d(rng.normal(0, 0.5, (4, 1, 3, 3)), rng.normal(0, 0.1, 4)), graph.ReLU(), graph.AvgPool2d(2),
+        graph.Conv2d(rng.normal(0, 0.3, (6, 4, 3, 3)), rng.normal(0, 0.1, 6)), graph.ReLU(), graph.AvgPool2d(2),
+        graph.Flatten(), graph.Dense(rng.normal(0, 0.3, (8, 6)), rng.normal(0, 0.1, 8)), graph.ReLU(),
+        graph.Dense(rng.normal(0, 0.3, (3, 8)))])
+    images = rng.random((20, 1, 10, 10)).astype(np.float32)
+    return convert(net, images, reset="zero", readout="spikes"), images

@@ -19,8 +19,8 @@ from lava.proc.monitor.process import Monitor  # noqa: E402
 from neuro.encode import Playback
 from chips.loihi import LoihiBackend, LoihiLayer, compile_snn, program_snn, simulate_chain  # noqa: E402
 from neuro import graph  # noqa: E402
-from neuro.convert import convert  # noqa: E402
 from neuro.sim import Engine  # noqa: E402
+from conftest import small_converted_cnn  # noqa: E402
 
 pytestmark = pytest.mark.lava
 
@@ -184,13 +184,8 @@ def test_converted_cnn_matches_lava():
     the program = Lava running the same integer layers, on a rate-coded image."""
     rng = np.random.default_rng(8)
     in_shape, T = (1, 10, 10), 30
-    net = graph.Network(in_shape, [
-        graph.Conv2d(rng.normal(0, 0.5, (4, 1, 3, 3)), rng.normal(0, 0.1, 4)), graph.ReLU(), graph.AvgPool2d(2),
-        graph.Conv2d(rng.normal(0, 0.3, (6, 4, 3, 3)), rng.normal(0, 0.1, 6)), graph.ReLU(), graph.AvgPool2d(2),
-        graph.Flatten(), graph.Dense(rng.normal(0, 0.3, (8, 6)), rng.normal(0, 0.1, 8)), graph.ReLU(),
-        graph.Dense(rng.normal(0, 0.3, (3, 8)))])
-    images = rng.random((20, *in_shape)).astype(np.float32)
-    program = compile_snn(convert(net, images, reset="zero", readout="spikes"))
+    snn, images = small_converted_cnn(8)
+    program = compile_snn(snn)
     source = (rng.random((100, T)) < images[0].reshape(-1, 1)).astype(np.int64)
     ours = _engine_traces(program.layers, program.snn, in_shape, source)
     _assert_same(ours, lava_chain(source, _as_lava_dense(program.layers, in_shape)))

@@ -16,26 +16,20 @@ if importlib.util.find_spec("lava") is not None:
 from chips.loihi import LoihiLayer, LoihiProgram, compile_snn, program_snn  # noqa: E402
 from chips.netx import netx_gaps, read_netx, write_netx  # noqa: E402
 from neuro import graph  # noqa: E402
-from neuro.convert import convert  # noqa: E402
 from neuro.encode import Playback  # noqa: E402
 from neuro.errors import NeuroError  # noqa: E402
 from neuro.sim import Engine  # noqa: E402
 from neuro.snn import Neurons  # noqa: E402
+from conftest import small_converted_cnn  # noqa: E402
 
 IN_SHAPE = (1, 10, 10)
 NETX_BIAS_EXP = 6   # netx builds every LIF with bias_exp = 6 (lava-dl netx/hdf5.py)
 
 
 def converted_program(seed=8) -> tuple[LoihiProgram, np.ndarray]:
-    """A converted CNN (conv, avg-pool, conv, avg-pool, dense, dense) compiled for Loihi, and its images."""
-    rng = np.random.default_rng(seed)
-    net = graph.Network(IN_SHAPE, [
-        graph.Conv2d(rng.normal(0, 0.5, (4, 1, 3, 3)), rng.normal(0, 0.1, 4)), graph.ReLU(), graph.AvgPool2d(2),
-        graph.Conv2d(rng.normal(0, 0.3, (6, 4, 3, 3)), rng.normal(0, 0.1, 6)), graph.ReLU(), graph.AvgPool2d(2),
-        graph.Flatten(), graph.Dense(rng.normal(0, 0.3, (8, 6)), rng.normal(0, 0.1, 8)), graph.ReLU(),
-        graph.Dense(rng.normal(0, 0.3, (3, 8)))])
-    images = rng.random((20, *IN_SHAPE)).astype(np.float32)
-    return compile_snn(convert(net, images, reset="zero", readout="spikes")), images
+    """A converted CNN compiled for Loihi, and its images."""
+    snn, images = small_converted_cnn(seed)
+    return compile_snn(snn), images
 
 
 def netx_exact_program(seed=3) -> LoihiProgram:
