@@ -135,7 +135,7 @@ class SynapseStage:
 
     def reset(self, batch):
         self.out = np.empty((batch, self.out_size), np.float32)
-        if self.kind == "conv":
+        if self.kind == "conv" and self.pool is None:
             h, w, c, oh, ow = self.geom[:5]
             self.scratch = (np.empty((batch, h * w + 1), np.int64), np.empty((batch, h * w * c), np.int64),
                             np.empty((batch, h * w * c), np.float32), np.empty((batch, len(self.bias)), np.float32))
