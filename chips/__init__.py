@@ -11,7 +11,7 @@ import importlib
 
 from neuro.errors import NeuroError
 
-REGISTRY: dict[str, str] = {"loihi": "chips.loihi:compile_snn"}  # chip name -> "module:attribute"
+REGISTRY: dict[str, str] = {"loihi": "chips.loihi:compile_snn", "truenorth": "chips.truenorth_program:compile_snn"}  # chip name -> "module:attribute"
 
 
 def available() -> list[str]:

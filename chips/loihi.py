@@ -352,9 +352,11 @@ class LoihiProgram:
     def backend(self) -> LoihiBackend:
         return LoihiBackend(self.layers, self.snn)
 
-    def cost(self, result, steps_per_inference: int, coefficients_name: str = "dav18") -> "LoihiCost":
-        """Energy, latency and frames/s of this program for the activity of an engine run (``SimResult``)."""
-        return cost(map_program(self), activity_from_result(self, result), steps_per_inference, coefficients_name)
+    def cost(self, result, steps_per_inference: int, coefficients_name: str | None = None) -> "LoihiCost":
+        """Energy, latency and frames/s of this program for the activity of an engine run (``SimResult``);
+        coefficients ``None``: dav18."""
+        return cost(map_program(self), activity_from_result(self, result), steps_per_inference,
+                    coefficients_name or "dav18")
 
 
 def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:

@@ -239,21 +239,33 @@ def _fire(v, alpha, beta, eta, reset, mode, kappa):
 
 
 @njit(nogil=True, cache=True)
+def core_update(counts_b, v_b, spikes_b, rng, b, weights, stochastic_synapse, leak, leak_reversal, stochastic_leak,
+                alpha, beta, mask, reset, mode, kappa):
+    """Steps 1-5 for the 256 neurons of one core, drawing from ``rng[b]`` in the documented order:
+    ``counts_b`` (4 x 256) active synapses per type and neuron, V in ``v_b[:256]``; writes 0/1 spikes into
+    ``spikes_b[:256]`` and returns their number."""
+    total = 0
+    for j in range(CORE_NEURONS):
+        vv = np.int64(v_b[j]) + _integrate(counts_b, j, weights, stochastic_synapse, rng, b)
+        vv = _leak(vv, leak[j], leak_reversal[j], stochastic_leak[j], rng, b)
+        eta = _draw(rng, b) & mask[j] if mask[j] else 0
+        vv, spiked = _fire(vv, alpha[j], beta[j], eta, reset[j], mode[j], kappa[j])
+        v_b[j] = vv
+        spikes_b[j] = 1 if spiked else 0
+        if spiked:
+            total += 1
+    return total
+
+
+@njit(nogil=True, cache=True)
 def tick(counts, v, spikes, rng, weights, stochastic_synapse, leak, leak_reversal, stochastic_leak,
          alpha, beta, mask, reset, mode, kappa):
     """One tick of a core for each batch row: ``counts`` (batch, 4 x 256) active synapses per type and
     neuron, ``v`` (batch, 4 x 256) int32 with V in lanes 0..255; writes 0/1 spikes, returns their number."""
     total = 0
     for b in range(v.shape[0]):
-        for j in range(CORE_NEURONS):
-            vv = np.int64(v[b, j]) + _integrate(counts[b], j, weights, stochastic_synapse, rng, b)
-            vv = _leak(vv, leak[j], leak_reversal[j], stochastic_leak[j], rng, b)
-            eta = _draw(rng, b) & mask[j] if mask[j] else 0
-            vv, spiked = _fire(vv, alpha[j], beta[j], eta, reset[j], mode[j], kappa[j])
-            v[b, j] = vv
-            spikes[b, j] = 1.0 if spiked else 0.0
-            if spiked:
-                total += 1
+        total += core_update(counts[b], v[b], spikes[b], rng, b, weights, stochastic_synapse, leak, leak_reversal,
+                             stochastic_leak, alpha, beta, mask, reset, mode, kappa)
     return total
 
 
@@ -431,6 +443,11 @@ class Cost:
     frames_per_second: float
     latency_s: float
     chips: int
+    cores: int
+    coefficients: str = "ako15"        # COEFFICIENTS: the one set, fitted to AKO15 Fig. 17 and MER14 (below)
+
+
+COEFFICIENTS = Cost.coefficients
 
 
 def _rate(name: str, value) -> float:
@@ -486,7 +503,7 @@ def cost(sops_per_tick, spikes_per_tick, hops_per_tick, cores, *, ticks_per_infe
     power = sum(parts.values())
     fps = tick_hz if pipelined else tick_hz / ticks
     return Cost(power_w=power, energy_per_inference_j=power / fps, frames_per_second=fps,
-                latency_s=ticks / tick_hz, chips=chips, **parts)
+                latency_s=ticks / tick_hz, chips=chips, cores=cores, **parts)
 
 
 def mesh_hops(source, target) -> np.ndarray:

@@ -26,7 +26,8 @@ weights +u and -u). More than 128 pieces cannot be merged in one core: that laye
 This is a counting model of the split; the partial neurons are not simulated here.
 
 Fan-out: a neuron targets one axon (MER14), so an output feeding m axons (target cores x copies) goes
-through a splitter core that copies it m times: m splitter neurons (one axon each). Network inputs come
+through a splitter core that copies it m times: m splitter neurons (one axon each), packed in output order
+into splitter cores, an output's copies in one core (``splitter_packing``). Network inputs come
 from off chip and are not split; the last layer's outputs leave the chip.
 
 Placement: cores are numbered in layer order (compute cores, merge cores, splitter cores) and placed
@@ -176,6 +177,8 @@ class Layer:
     padding: tuple = (0, 0)
     threshold: float = 1.0
     reset: str = "subtract"
+    bias: np.ndarray | None = None    # (out,) constant current per step (per output channel of a Conv2d)
+    v_init: float = 0.0               # V before the first step, in thresholds
 
     @property
     def matrix(self) -> np.ndarray:
@@ -196,7 +199,11 @@ def _probe(ops, shape, n):
 def _fold(name, ops, in_shape, out_shape, neurons) -> Layer:
     """The ops between two neuron populations (pools, flatten, then one Conv2d/Dense) as one Layer."""
     last = ops[-1]
-    kw = dict(threshold=neurons.threshold, reset=neurons.reset)
+    if neurons.leak:
+        raise NeuroError(f"{name}: leaky neurons (leak {neurons.leak}) cannot be mapped: a TrueNorth leak is linear, "
+                         "not a decay; convert with leak 0 (integrate-and-fire)")
+    kw = dict(threshold=neurons.threshold, reset=neurons.reset, bias=np.asarray(last.bias, np.float64),
+              v_init=neurons.v_init)
     if isinstance(last, graph.Dense):
         n = int(np.prod(in_shape))
         return Layer(name, _probe(ops, in_shape, n).reshape(n, -1).T, in_shape, out_shape, **kw)
@@ -208,8 +215,11 @@ def _fold(name, ops, in_shape, out_shape, neurons) -> Layer:
     for op in reversed(pre):                        # receptive field and stride over the population
         size, stride = (size - 1) * op.stride + op.kernel, stride * op.stride
     cin = in_shape[0]
-    probe = _probe(ops, (cin, *size), cin * int(np.prod(size)))          # (n, out, 1, 1)
-    weight = probe.reshape(cin, *size, -1).transpose(3, 0, 1, 2)
+    if pre:                                         # pools folded in: probe the field (unpadded, so out is 1 x 1)
+        probe = _probe(ops, (cin, *size), cin * int(np.prod(size)))      # (n, out, 1, 1)
+        weight = probe.reshape(cin, *size, -1).transpose(3, 0, 1, 2)
+    else:
+        weight = np.asarray(last.weight, np.float64)
     return Layer(name, weight, in_shape, out_shape, tuple(int(s) for s in stride), last.padding, **kw)
 
 
@@ -236,18 +246,23 @@ def layers(snn: SNN) -> list[Layer]:
 # --- neuron groups, cores, fan-out ---------------------------------------------------------------------------
 
 def _conv_groups(layer: Layer, t: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input indices, output indices) of each t x t tile of output positions (all channels)."""
+    """(input indices, output indices) of each t x t tile of output positions (all channels).
+
+    Inputs are listed in (y, x, c) order over the tile's padded field, -1 for a padding position, so for
+    t = 1 entry f is field tap f = (ky kw + kx) cin + c at every output position."""
     cin, h, w = layer.in_shape
     cout, oh, ow = layer.out_shape
     kh, kw = layer.weight.shape[2:]
     (sy, sx), (py, px) = layer.stride, layer.padding
-    in_idx, out_idx = np.arange(cin * h * w).reshape(cin, h, w), np.arange(cout * oh * ow).reshape(cout, oh, ow)
+    padded = np.full((h + 2 * py, w + 2 * px, cin), -1, np.int64)
+    padded[py:py + h, px:px + w] = np.arange(cin * h * w).reshape(cin, h, w).transpose(1, 2, 0)
+    out_idx = np.arange(cout * oh * ow).reshape(cout, oh, ow)
     groups = []
     for y0 in range(0, oh, t):
         for x0 in range(0, ow, t):
-            ys = slice(max(0, y0 * sy - py), min(h, (min(y0 + t, oh) - 1) * sy - py + kh))
-            xs = slice(max(0, x0 * sx - px), min(w, (min(x0 + t, ow) - 1) * sx - px + kw))
-            groups.append((in_idx[:, ys, xs].ravel(), out_idx[:, y0:y0 + t, x0:x0 + t].ravel()))
+            ys = slice(y0 * sy, (min(y0 + t, oh) - 1) * sy + kh)
+            xs = slice(x0 * sx, (min(x0 + t, ow) - 1) * sx + kw)
+            groups.append((padded[ys, xs].ravel(), out_idx[:, y0:y0 + t, x0:x0 + t].ravel()))
     return groups
 
 
@@ -255,21 +270,28 @@ def _groups(layer: Layer, copies: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Neuron groups sharing inputs: the whole Dense layer, or the Conv2d tiling needing fewest cores."""
     if layer.weight.ndim == 2:
         return [(np.arange(layer.weight.shape[1]), np.arange(layer.weight.shape[0]))]
+    if layer.matrix.shape[1] * copies > CORE_AXONS:
+        return _conv_groups(layer, 1)               # one field is split already: larger tiles only split more
     best = None
     for t in range(1, max(layer.out_shape[1:]) + 1):
         groups = _conv_groups(layer, t)
-        if t > 1 and (len(groups[0][0]) * copies > CORE_AXONS or len(groups[0][1]) > CORE_NEURONS):
-            break                                   # larger tiles only split more
-        cores = sum(len(_pieces(i, copies)) * len(_chunks(o, len(_pieces(i, copies)))) for i, o in groups)
+        if t > 1 and (max((g[0] >= 0).sum() for g in groups) * copies > CORE_AXONS
+                      or len(groups[0][1]) > CORE_NEURONS):
+            break                                   # larger tiles need more than one core each
+        cores = sum(len(_chunks(o, 1)) for _, o in groups)      # unsplit here: one piece per group
         if best is None or cores < best[0]:
             best = (cores, groups)
     return best[1]
 
 
-def _pieces(inputs: np.ndarray, copies: int) -> list[np.ndarray]:
-    """Contiguous input slices that fit one core's axons."""
+def _pieces(inputs: np.ndarray, copies: int, split: bool) -> list[np.ndarray]:
+    """The inputs (padding, -1, dropped) as one piece if the layer's fan-in fits a core, else contiguous
+    slices of the list that fit, empty slices left out, so a piece is the same field taps at every position."""
     per_core = CORE_AXONS // copies
-    return [inputs[i:i + per_core] for i in range(0, len(inputs), per_core)]
+    if not split:
+        return [inputs[inputs >= 0]]
+    parts = (inputs[i:i + per_core] for i in range(0, len(inputs), per_core))
+    return [part[part >= 0] for part in parts if (part >= 0).any()]
 
 
 def _chunks(outputs: np.ndarray, pieces: int) -> list[np.ndarray]:
@@ -292,6 +314,10 @@ class LayerMap:
     neurons_used: int        # over compute and merge cores
     splitter_neurons: int
     quantisation_error: float
+    input_axons: np.ndarray  # (inputs,) axons each input of the layer reaches: cores holding it x copies
+    partial_hops: np.ndarray | None = None  # per output neuron: mesh hops of a partial spike to its merge core
+    #                                           (mean over the neuron's pieces)
+    output_hops: np.ndarray | None = None   # per output neuron: mesh hops of one spike to all its target axons
 
     @property
     def cores(self) -> int:
@@ -311,6 +337,7 @@ class NetworkMap:
     cores: int
     chips: int
     mean_hops: float
+    quantised: list          # per layer (Layer, Quantised): the weights the cores hold
 
 
 def _merge_per_core(pieces: int) -> int:
@@ -329,29 +356,41 @@ def _plan(layer: Layer, q: Quantised):
                          f"inputs, beyond the {CORE_AXONS // 2} partial sums one merge core can add")
     ins, outs, part_outs, axons, neurons = [], [], [], 0, 0
     for inputs, outputs in _groups(layer, q.copies):
-        parts = _pieces(inputs, q.copies)
-        for chunk in _chunks(outputs, len(parts)):
+        parts = _pieces(inputs, q.copies, pieces > 1)
+        for chunk in _chunks(outputs, pieces):
             for part in parts:
                 ins.append(np.isin(np.arange(n_in), part))
                 part_outs.append(np.isin(np.arange(n_out), chunk))
                 axons += len(part) * q.copies
-                neurons += len(chunk) * (1 if len(parts) == 1 else 2)
-            if len(parts) == 1:
+                neurons += len(chunk) * (1 if pieces == 1 else 2)
+            if pieces == 1:
                 outs.append(np.isin(np.arange(n_out), chunk))
     merge = 0 if pieces == 1 else -(-n_out // _merge_per_core(pieces))
     if merge:
         outs = [(np.arange(n_out) // _merge_per_core(pieces)) == m for m in range(merge)]
         axons, neurons = axons + n_out * 2 * pieces, neurons + n_out
     m = LayerMap(layer.name, fan_in, pieces, len(ins), merge, 0, axons, neurons, 0,
-                 relative_error(layer.matrix, q))
+                 relative_error(layer.matrix, q), np.sum(ins, axis=0) * q.copies)
     return m, np.array(ins), np.array(outs), np.array(part_outs)
 
 
-def _splitters(next_in: np.ndarray, copies: int) -> tuple[int, int]:
-    """(splitter neurons, splitter cores) for outputs feeding the next layer's cores, ``copies`` axons each."""
-    targets = next_in.sum(axis=0) * copies                        # axons each output must reach
-    neurons = int(targets[targets > 1].sum())
-    return neurons, -(-neurons // CORE_NEURONS)
+def splitter_packing(targets: np.ndarray) -> list[list[int]]:
+    """Outputs reaching more than one axon, packed in order into splitter cores (next fit): each output takes
+    one axon and one neuron per target axon, all in one core (a neuron targets one axon, MER14)."""
+    cores, current, used = [], [], 0
+    for i in np.flatnonzero(targets > 1):
+        m = int(targets[i])
+        if current and (used + m > CORE_NEURONS or len(current) == CORE_AXONS):
+            cores.append(current)
+            current, used = [], 0
+        current.append(int(i))
+        used += m
+    return cores + [current] if current else cores
+
+
+def _splitters(targets: np.ndarray) -> tuple[int, int]:
+    """(splitter neurons, splitter cores) for outputs reaching ``targets`` axons of the next layer each."""
+    return int(targets[targets > 1].sum()), len(splitter_packing(targets))
 
 
 def _place(start: int, count: int) -> np.ndarray:
@@ -373,22 +412,47 @@ def _hops(src_pos, dst_pos, connected) -> np.ndarray:
     return mesh_hops(src_pos[s[same], 1:], dst_pos[d[same], 1:])
 
 
+def _output_hops(src_pos, next_ins, next_pos, split_pos, targets) -> np.ndarray:
+    """Per output neuron: mesh hops of one spike to every axon it reaches, straight (one target) or to its
+    splitter core and on from there (``copies`` spikes per target core); x-then-y routing on (x, y) (cores on
+    other chips are counted by their mesh coordinates: chip crossings are not modelled here)."""
+    k, i = np.nonzero(next_ins)
+    copies = np.divide(targets, next_ins.sum(axis=0), out=np.zeros(len(targets)), where=targets > 0)
+    via = np.full((len(targets), 2), -1)
+    for core, outputs in enumerate(splitter_packing(targets)):
+        via[outputs] = split_pos[core, 1:]
+    split = targets[i] > 1
+    start = np.where(split[:, None], via[i], src_pos[i, 1:])
+    onward = np.bincount(i, mesh_hops(start, next_pos[k, 1:]) * np.where(split, copies[i], 1), len(targets))
+    return onward + np.where(targets > 1, mesh_hops(src_pos[:, 1:], np.maximum(via, 0)), 0)
+
+
 def map_network(snn: SNN, scheme: str = "trinary", levels: int = 3) -> NetworkMap:
     """Map every Conv2d/Dense layer of ``snn`` under one weight scheme; see the module docstring."""
     quantised = [(layer, quantise(layer.matrix, scheme, levels)) for layer in layers(snn)]
     plans = [_plan(layer, q) for layer, q in quantised]
-    hops, start, prev_out = [], 0, None
+    for i, (m, *_) in enumerate(plans[:-1]):
+        m.splitter_neurons, m.splitter_cores = _splitters(plans[i + 1][0].input_axons)
+    starts = np.concatenate([[0], np.cumsum([p[0].cores for p in plans])])
+    hops = []
     for i, (m, ins, outs, part_outs) in enumerate(plans):
-        if i + 1 < len(plans):
-            m.splitter_neurons, m.splitter_cores = _splitters(plans[i + 1][1], quantised[i + 1][1].copies)
-        compute = _place(start, m.compute_cores)
-        merge = _place(start + m.compute_cores, m.merge_cores)
-        if prev_out is not None:
+        compute = _place(starts[i], m.compute_cores)
+        merge = _place(starts[i] + m.compute_cores, m.merge_cores)
+        out_pos = merge if m.merge_cores else compute
+        if i:
             hops.append(_hops(prev_out[0], compute, _connected(prev_out[1], ins)))
         if m.merge_cores:
             hops.append(_hops(compute, merge, _connected(part_outs, outs)))
-        prev_out = (merge if m.merge_cores else compute, outs)
-        start += m.cores
+            k, o = np.nonzero(part_outs)
+            m.partial_hops = np.bincount(o, mesh_hops(compute[k, 1:], merge[outs.argmax(axis=0)[o], 1:]),
+                                         part_outs.shape[1]) / np.maximum(part_outs.sum(axis=0), 1)
+        if i + 1 < len(plans):
+            splitters = _place(starts[i] + m.compute_cores + m.merge_cores, m.splitter_cores)
+            nxt = plans[i + 1]
+            m.output_hops = _output_hops(out_pos[outs.argmax(axis=0)], nxt[1],
+                                         _place(starts[i + 1], nxt[0].compute_cores), splitters,
+                                         nxt[0].input_axons.astype(np.float64))
+        prev_out = (out_pos, outs)
     hops = np.concatenate(hops) if hops else np.zeros(0)
-    return NetworkMap([p[0] for p in plans], start, -(-start // CHIP_CORES),
-                      float(hops.mean()) if hops.size else 0.0)
+    return NetworkMap([p[0] for p in plans], int(starts[-1]), -(-int(starts[-1]) // CHIP_CORES),
+                      float(hops.mean()) if hops.size else 0.0, quantised)

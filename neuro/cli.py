@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256, help="images simulated together (default: 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the rate encoding (default: 0)")
     s.add_argument("--chip", help="emulate on this chip model (see `neuro chips`); default: the float SNN")
-    s.add_argument("--coefficients", default="dav18",
-                   help="the chip's energy/time coefficient set (Loihi: dav18 or sana-fe; default: dav18)")
+    s.add_argument("--coefficients",
+                   help="the chip's energy/time coefficient set (Loihi: dav18 or sana-fe, default dav18; "
+                        "TrueNorth: ako15)")
     s.add_argument("--plot", help="write the accuracy-vs-step figure to this PNG")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -58,7 +58,7 @@ SCHEMA = {
         "timesteps": (int, 32, _positive),
         "encoding": (str, "current", _one_of("current", "rate")),
         "batch_size": (int, 256, _positive),
-        "coefficients": (str, "dav18", None),
+        "coefficients": (str, "", None),       # empty: each chip's default set
     },
     "baselines": {
         "platforms": (list[str], list(PLATFORMS), _each(_one_of(*PLATFORMS))),
@@ -264,7 +264,7 @@ def _emulate(chip: str, snn, images, labels, emulation: dict, seed: int, progres
         cost["energy_per_image"] = Value(None, "J/image", results.NOT_MODELED,
                                          "float SNN: no chip, so no energy coefficients")
         return results.chip_run(chip, sim, seconds, {}, cost)
-    c = program.cost(sim, sim.timesteps, emulation["coefficients"])
+    c = program.cost(sim, sim.timesteps, emulation["coefficients"] or None)
     how = f"chips.{chip} cost model, {c.coefficients} coefficients, {sim.timesteps} steps per inference"
     cost.update(energy_per_image=Value(c.energy_per_inference_j, "J/image", results.MODELED, how),
                 frames_per_second=Value(c.frames_per_second, "frames/s", results.MODELED, how),

@@ -183,12 +183,16 @@ def maxpool_gate(x, counts, out, H, W, C, OH, OW, kh, kw, sy, sx):
 
 def conv_fanout(wr: np.ndarray, H, W, OH, OW, sy, sx, py, px) -> np.ndarray:
     """Synapses leaving each input (H*W*C, channel-last) of a conv: valid kernel taps x non-zero weights."""
-    kh, kw = wr.shape[1], wr.shape[2]
+    return conv_tap_fanout((wr != 0).sum(axis=3), H, W, OH, OW, sy, sx, py, px)
+
+
+def conv_tap_fanout(taps: np.ndarray, H, W, OH, OW, sy, sx, py, px) -> np.ndarray:
+    """Sum over the valid kernel taps reaching each input (H*W*C, channel-last) of ``taps`` (C, kh, kw)."""
+    kh, kw = taps.shape[1], taps.shape[2]
 
     def valid(n_in, n_out, s, p, k):
         t = np.arange(n_in)[None, :] + p - np.arange(k)[:, None]
         return ((t >= 0) & (t % s == 0) & (t // s < n_out)).astype(np.float64)  # (k, n_in)
 
-    nz = (wr != 0).sum(axis=3).astype(np.float64)  # (C, kh, kw)
-    f = np.einsum("ay,bx,cab->yxc", valid(H, OH, sy, py, kh), valid(W, OW, sx, px, kw), nz)
+    f = np.einsum("ay,bx,cab->yxc", valid(H, OH, sy, py, kh), valid(W, OW, sx, px, kw), taps.astype(np.float64))
     return f.reshape(-1)

@@ -190,7 +190,8 @@ def _read_chip(name: str, g: h5py.Group) -> ChipRun:
     for i, n in enumerate(names):
         c = LayerCounts(n, neurons=int(lg["neurons"][i]))
         for f in LAYER_COUNT_FIELDS:
-            setattr(c, f, type(getattr(c, f))(lg[f][i]))
+            if f in lg:                       # files from before a field existed keep its default
+                setattr(c, f, type(getattr(c, f))(lg[f][i]))
         layers.append(c)
     cost = {k: Value(**v) for k, v in json.loads(g.attrs["cost"]).items()}
     return ChipRun(name, int(g.attrs["n_images"]), int(g.attrs["timesteps"]), g["accuracy_by_step"][()], layers,

@@ -7,7 +7,9 @@ State is (batch, neurons), so memory is flat in T; nothing is kept per step unle
 
 The seam for chip models is the ``Backend``: it turns each ``Synapses`` op into the weights the
 chip uses (e.g. quantised integers held in float32, exact below 2^24) and each ``Neurons`` op into
-a ``NeuronModel`` that owns the neuron state and its update. The float backend is the default.
+a ``NeuronModel`` that owns the neuron state and its update. The float backend is the default. A
+synapse op with a ``stage(in_shape, out_shape, perm)`` method brings its own stage (``reset(batch)``,
+``step(x, counts) -> out``), for a chip whose synapse format is not a conv or dense op.
 """
 
 from __future__ import annotations
@@ -97,9 +99,11 @@ class LayerCounts:
     dense: float = 0.0            # NeuroBench: every connection, every step
     event_steps: int = 0          # steps that took the event-driven path
     dense_steps: int = 0
+    hops: float = 0.0             # mesh hops of the spikes this op receives (chips that route on a mesh)
 
 
-LAYER_COUNT_FIELDS = ("spikes", "synops", "effective_acs", "effective_macs", "dense", "event_steps", "dense_steps")
+LAYER_COUNT_FIELDS = ("spikes", "synops", "effective_acs", "effective_macs", "dense", "event_steps", "dense_steps",
+                      "hops")
 
 
 class SynapseStage:
@@ -275,9 +279,12 @@ class Engine:
             in_shape, out_shape = self.shapes[i], self.shapes[i + 1]
             if isinstance(op, Synapses):
                 syn = self.backend.synapse_op(op.op)
-                stage = SynapseStage(syn, in_shape, out_shape, pending_perm, self.event_threshold)
-                if isinstance(syn, graph.Dense):
-                    pending_perm = None
+                if hasattr(syn, "stage"):  # a chip's own synapse format brings its stage (same step contract)
+                    stage, pending_perm = syn.stage(in_shape, out_shape, pending_perm), None
+                else:
+                    stage = SynapseStage(syn, in_shape, out_shape, pending_perm, self.event_threshold)
+                    if isinstance(syn, graph.Dense):
+                        pending_perm = None
             elif isinstance(op, Neurons):
                 stage = NeuronStage(self.backend.neuron_model(op), int(np.prod(out_shape)))
             elif isinstance(op, MaxPoolGate):

@@ -70,14 +70,29 @@ def test_simulate_on_loihi_adds_the_chip_cost(snn_file, capsys):
     assert list(out["accuracy_by_step"]) == [str(t) for t in range(1, 9)]
 
 
+def test_simulate_on_truenorth_adds_the_chip_cost(snn_file, capsys):
+    capsys.readouterr()
+    assert main(["simulate", str(snn_file), "--n", "8", "--timesteps", "6", "--encoding", "rate", "--chip", "truenorth",
+                 "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["chip"] == "truenorth" and out["coefficients"] == "ako15"
+    assert out["energy_per_inference_j"] > 0 and out["cores"] >= 1 and out["chips"] >= 1
+    assert out["frames_per_second"] == pytest.approx(1000 / 6) and out["latency_s"] == pytest.approx(0.006)
+    assert list(out["accuracy_by_step"]) == [str(t) for t in range(1, 7)]
+    assert main(["simulate", str(snn_file), "--n", "4", "--timesteps", "2", "--encoding", "rate", "--chip",
+                 "truenorth", "--coefficients", "dav18", "--no-progress"]) == 2
+    assert "one coefficient set" in capsys.readouterr().err
+
+
 def test_chip_errors(snn_file, capsys):
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "loihi", "--no-progress"]) == 2
     assert "rate encoding" in capsys.readouterr().err
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "spinnaker", "--encoding", "rate"]) == 2
-    assert "available chip models: loihi" in capsys.readouterr().err
+    assert "available chip models: loihi, truenorth" in capsys.readouterr().err
 
 
 def test_chips_lists_limits(capsys):
     assert main(["chips"]) == 0
     out = capsys.readouterr().out
     assert "loihi" in out and "compartments per core: 1024" in out
+    assert "truenorth" in out and "neurons per core: 256" in out

@@ -130,7 +130,7 @@ def test_report(tiny_run, tmp_path):
         assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({figure})" in text
     assert "not measurable here" in text or "(measured)" in text
-    assert "| tiny: truenorth | no chip model yet |" in text
+    assert "| tiny: truenorth | registered but not run in this experiment" in text
     assert "99.42 % (published)" in text and "88,700 (published)" in text
     assert "(modeled)" in text and "(measured)" in text
 

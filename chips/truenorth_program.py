@@ -1,0 +1,425 @@
+"""A converted SNN compiled onto TrueNorth cores and run on the engine with the chip's integer arithmetic.
+
+``compile_snn(snn, scheme, levels)`` maps the SNN (``chips.truenorth_map.map_network``) and builds a program
+the engine runs one population per mapped layer, in the units and with the timing of the cores:
+
+* synapses: each layer's integer weights over its receptive field (pools and flatten folded in), codes x
+  unit, which is exactly what its cores' crossbars and type weights sum to (``truenorth_map.block_core``);
+* split fan-in: per piece a positive and a negated partial neuron (threshold alpha of the output neuron,
+  reset by subtraction), then merge neurons with type weights +-255 and threshold 255, so one partial spike
+  is one threshold of the output neuron (choice: the largest signed 9-bit weight, for the finest bias);
+* neurons: the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak: lambda = the
+  converted bias in integer units, alpha = threshold x unit / scale, reset by subtraction (gamma 1) or to 0
+  (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
+  there), V0 = v_init x alpha;
+* timing: a spike reaches its target axon one tick later at the least (delay 1-15, MER14 [sec]). A layer's
+  outputs reach the next layer through splitter cores (two hops), and outputs with one target take axon
+  delay 2 (choice: every input of a population arrives equally late), so each population integrates what
+  the one before sent 2 ticks earlier; merge neurons get partial spikes 1 tick later; the network input
+  comes from off chip onto the first layer's axons in the tick it is sent (``simulate_core``'s convention);
+* readout: TrueNorth sends only spikes off chip, so the output layer spikes (an SNN converted with a
+  potential readout gets spiking output neurons with that layer's threshold and v_init) and the class is
+  the one with the most spikes, ties to the lowest index (``potential`` is 0: V is not read off the chip).
+
+Counts: a ``CoreOp`` stage counts synaptic operations as the chip does (active axon x set crossbar bit,
+over the input's axon copies and both partial neurons), plus, for the inputs it receives, the spikes that
+carry them: splitter cores' SOPs and spikes (one per target axon of an input with several) and, for the
+first layer, one packet from off chip per target axon. So ``result.per_image("synops")`` and
+``("spikes")`` are the chip's SOPs and spikes (every spike packet) per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from chips.truenorth import AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, FIT_VOLTAGE, LEAK_MAX, LEAK_MIN, \
+    COEFFICIENTS, THRESHOLD_MAX, TICK_HZ, V_BITS, WEIGHT_MAX, Cost, _fire, cost
+from chips.truenorth_map import RESET_MODE, Layer, NetworkMap, Quantised, map_network
+from neuro import graph, kernels
+from neuro.errors import NeuroError
+from neuro.sim import Backend, NeuronModel, SimResult
+from neuro.snn import SNN, Neurons, Synapses
+
+DEFAULT_SCHEME, DEFAULT_LEVELS = "multilevel", 4   # the scheme that keeps the MNIST CNN within 98.5 % (docs)
+MERGE_UNIT = WEIGHT_MAX       # merge type weights +-255, merge threshold 255 (choice, module docstring)
+HOP_DELAY = 1                 # ticks from a spike to its target axon at the least (MER14 [sec]: delay 1-15)
+SPLIT_DELAY = 2 * HOP_DELAY   # through a splitter core
+
+
+# --- synapses: one mapped layer's integer input --------------------------------------------------------------
+
+@dataclass
+class CoreOp:
+    """Integer input current of one mapped layer, split into ``pieces`` partial sums (+ and -) if its
+    fan-in exceeds a core; an op with its own engine stage (``neuro.sim`` seam)."""
+
+    weight: np.ndarray        # (out, fan_in) ints: Dense over inputs, Conv2d over taps (ky, kx, c)
+    sops: np.ndarray          # (out, fan_in) crossbar bits per input spike (both partial neurons if split)
+    pieces: int
+    per_core: int             # inputs per core
+    kernel: tuple | None      # Conv2d: (kh, kw, sy, sx, py, px); None: Dense
+    extra_sops: np.ndarray    # (n_in,) splitter SOPs per input spike (layer-input order)
+    extra_spikes: np.ndarray  # (n_in,) spike packets carrying one input spike to its axons (splitters, off chip)
+    extra_hops: np.ndarray    # (n_in,) mesh hops of one input spike to all its axons (0 from off chip)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.weight) * (1 if self.pieces == 1 else 2 * self.pieces)
+
+    def output_shape(self, shape):
+        if self.kernel is None:
+            return (self.out_channels,)
+        kh, kw, sy, sx, py, px = self.kernel
+        return self.out_channels, (shape[1] + 2 * py - kh) // sy + 1, (shape[2] + 2 * px - kw) // sx + 1
+
+    def stage(self, in_shape, out_shape, perm):
+        return CoreStage(self, in_shape, out_shape, perm)
+
+
+class CoreStage:
+    """Engine stage of a CoreOp: each input spike adds its weights to the partial sums of its piece
+    (event-driven: a converted layer's inputs are sparse spikes), then the negated copies."""
+
+    def __init__(self, op: CoreOp, in_shape, out_shape, perm):
+        self.op = op
+        self.out_size = int(np.prod(out_shape))
+        self.blocks = 1 if op.pieces == 1 else 2 * op.pieces
+        wt = np.ascontiguousarray(op.weight.T, np.float32)                       # (fan_in, out)
+        piece = (np.arange(op.weight.shape[1]) // op.per_core).astype(np.int64)
+        extra_sops, extra_spikes, extra_hops = op.extra_sops, op.extra_spikes, op.extra_hops
+        if op.kernel is None:
+            taps = op.sops.sum(axis=0).astype(np.float64)
+            if perm is not None:                       # engine order (H, W, C) after a Flatten of an image
+                wt, piece, taps = wt[perm], piece[perm], taps[perm]
+                extra_sops, extra_spikes, extra_hops = extra_sops[perm], extra_spikes[perm], extra_hops[perm]
+            self.fanout, self.geom = taps, None
+        else:
+            c, h, w_ = in_shape
+            kh, kw, sy, sx, py, px = op.kernel
+            self.geom = (h, w_, c, *out_shape[1:], kh, kw, sy, sx, py, px)
+            taps = op.sops.sum(axis=0).reshape(kh, kw, c).transpose(2, 0, 1)
+            self.fanout = kernels.conv_tap_fanout(taps, h, w_, *out_shape[1:], sy, sx, py, px)
+            hwc = lambda a: a.reshape(c, h, w_).transpose(1, 2, 0).ravel()  # noqa: E731  IR (C, H, W) -> engine
+            extra_sops, extra_spikes, extra_hops = hwc(extra_sops), hwc(extra_spikes), hwc(extra_hops)
+        self.wt, self.piece = wt, piece
+        self.fanout = (self.fanout + extra_sops).astype(np.float64)
+        self.extra_spikes, self.extra_hops = extra_spikes.astype(np.float64), extra_hops.astype(np.float64)
+        positions = 1 if op.kernel is None else int(np.prod(out_shape[1:]))
+        self.connections = int((op.weight != 0).sum()) * positions
+
+    def reset(self, batch):
+        self.out = np.empty((batch, self.out_size), np.float32)
+
+    def step(self, x, counts):
+        _, synops, _ = kernels.activity(x, self.fanout)
+        _, packets, _ = kernels.activity(x, self.extra_spikes)
+        _, hops, _ = kernels.activity(x, self.extra_hops)
+        counts.hops += hops
+        counts.synops += synops
+        counts.effective_acs += synops
+        counts.spikes += packets
+        counts.dense += self.connections * x.shape[0]
+        counts.event_steps += 1
+        if self.geom is None:
+            dense_pieces(x, self.wt, self.piece, self.blocks, self.out)
+        else:
+            conv_pieces(x, self.wt, self.piece, self.blocks, self.out, *self.geom)
+        return self.out
+
+
+@njit(nogil=True, cache=True)
+def _negate_blocks(ob, positions, blocks, n_out):
+    """Block 2p + 1 = -(block 2p) at every position (the negated partial sums)."""
+    if blocks == 1:
+        return
+    for q in range(positions):
+        for p in range(0, blocks, 2):
+            base = (q * blocks + p) * n_out
+            for o in range(n_out):
+                ob[base + n_out + o] = -ob[base + o]
+
+
+@njit(nogil=True, cache=True)
+def dense_pieces(x, wt, piece, blocks, out):
+    """out[b, (piece(i) x 2 or 0) x O + o] += x[b, i] wt[i, o] over non-zero inputs i; then negated blocks."""
+    n_out = wt.shape[1]
+    step = 2 if blocks > 1 else 0
+    for b in range(x.shape[0]):
+        ob = out[b]
+        ob[:] = 0.0
+        for i in range(x.shape[1]):
+            v = x[b, i]
+            if v != 0:
+                base = piece[i] * step * n_out
+                for o in range(n_out):
+                    ob[base + o] += v * wt[i, o]
+        _negate_blocks(ob, 1, blocks, n_out)
+
+
+@njit(nogil=True, cache=True)
+def conv_pieces(x, wt, piece, blocks, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
+    """Conv2d scatter: input (iy, ix, c) reaches output (oy, ox) through tap (ky kw + kx) C + c of piece
+    piece[tap]; outputs are (position, block, channel), channel fastest; then negated blocks."""
+    n_out = wt.shape[1]
+    step = 2 if blocks > 1 else 0
+    for b in range(x.shape[0]):
+        ob = out[b]
+        ob[:] = 0.0
+        for iy in range(H):
+            for ix in range(W):
+                for c in range(C):
+                    v = x[b, (iy * W + ix) * C + c]
+                    if v == 0:
+                        continue
+                    for ky in range(kh):
+                        ty = iy + py - ky
+                        if ty < 0 or ty % sy != 0 or ty // sy >= OH:
+                            continue
+                        for kx in range(kw):
+                            tx = ix + px - kx
+                            if tx < 0 or tx % sx != 0 or tx // sx >= OW:
+                                continue
+                            tap = (ky * kw + kx) * C + c
+                            base = (((ty // sy) * OW + tx // sx) * blocks + piece[tap] * step) * n_out
+                            for o in range(n_out):
+                                ob[base + o] += v * wt[tap, o]
+        _negate_blocks(ob, OH * OW, blocks, n_out)
+
+
+@dataclass
+class MergeOp:
+    """Merge neurons' input: +-255 per partial spike, summed over the pieces of each output neuron."""
+
+    pieces: int
+    out: int
+    image: bool               # a Conv2d layer's population (C, H, W), else a flat vector
+    hops: np.ndarray          # per partial neuron (engine order): mesh hops to its merge core
+
+    def output_shape(self, shape):
+        return (self.out, *shape[1:]) if self.image else (self.out,)
+
+    def stage(self, in_shape, out_shape, perm):
+        return MergeStage(self, int(np.prod(out_shape)))
+
+
+class MergeStage:
+    """One SOP per partial spike (it reaches one merge axon of one set crossbar bit)."""
+
+    def __init__(self, op: MergeOp, out_size):
+        self.op, self.out_size = op, out_size
+
+    def reset(self, batch):
+        self.out = np.empty((batch, self.out_size), np.float32)
+
+    def step(self, x, counts):
+        n = float(np.count_nonzero(x))
+        counts.hops += kernels.activity(x, self.op.hops)[1]
+        counts.synops += n
+        counts.effective_acs += n
+        counts.event_steps += 1
+        merge_pieces(x, self.out, 2 * self.op.pieces, self.op.out, float(MERGE_UNIT))
+        return self.out
+
+
+@njit(nogil=True, cache=True)
+def merge_pieces(x, out, blocks, n_out, unit):
+    """out[b, q, o] = unit x sum_p (x[b, q, 2p, o] - x[b, q, 2p + 1, o])."""
+    positions = out.shape[1] // n_out
+    for b in range(x.shape[0]):
+        for q in range(positions):
+            for o in range(n_out):
+                total = 0.0
+                for p in range(0, blocks, 2):
+                    base = (q * blocks + p) * n_out
+                    total += x[b, base + o] - x[b, base + n_out + o]
+                out[b, q * n_out + o] = unit * total
+
+
+# --- neurons -----------------------------------------------------------------------------------------------
+
+@dataclass
+class Population:
+    """TrueNorth parameters of one population, per neuron in engine order (channel-last for images)."""
+
+    alpha: np.ndarray
+    leak: np.ndarray
+    v0: np.ndarray
+    reset_mode: int
+    delay: int                # ticks from a spike here to its target axons (0: the output layer, read off chip)
+
+
+@njit(nogil=True, cache=True)
+def population_tick(current, v, spikes, alpha, leak, mode):
+    """Steps 1-5 of the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak (Omega 1),
+    no threshold mask, kappa 1 and beta = 2^18 - 1, R = 0; returns the number of spikes."""
+    total = 0
+    for b in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            vv = np.int64(v[b, j]) + np.int64(current[b, j]) + leak[j]
+            vv, spiked = _fire(vv, alpha[j], THRESHOLD_MAX, 0, 0, mode, 1)
+            v[b, j] = vv
+            spikes[b, j] = 1.0 if spiked else 0.0
+            total += spiked
+    return total
+
+
+class PopulationNeurons(NeuronModel):
+    """int32 V of one population. Its spikes reach the next population's axons ``delay`` ticks later: the
+    engine sees them then (a ring of the last ``delay`` ticks' spikes); the spike count is of this tick."""
+
+    def __init__(self, pop: Population):
+        self.pop = pop
+
+    def reset(self, batch, n):
+        self.v = np.tile(self.pop.v0.astype(np.int32), (batch, 1))
+        self.ring = np.zeros((self.pop.delay, batch, n), np.float32)
+        self.slot = 0
+
+    def step(self, current, spikes):
+        fired = population_tick(current, self.v, spikes, self.pop.alpha, self.pop.leak, self.pop.reset_mode)
+        if self.pop.delay:
+            fresh = spikes.copy()
+            spikes[:] = self.ring[self.slot]
+            self.ring[self.slot] = fresh
+            self.slot = (self.slot + 1) % self.pop.delay
+        return fired
+
+    def potential(self):
+        return np.zeros(self.v.shape, np.float32)
+
+
+class ProgramBackend(Backend):
+    """Runs a TrueNorthProgram's SNN: its CoreOps and merge ops as they are, its populations' parameters."""
+
+    name = "truenorth"
+
+    def __init__(self, program: "TrueNorthProgram"):
+        self.populations = dict(zip((id(op) for op in program.snn.ops if isinstance(op, Neurons)),
+                                    program.populations))
+
+    def neuron_model(self, op: Neurons) -> NeuronModel:
+        if id(op) not in self.populations:
+            raise NeuroError("this Neurons op is not part of the TrueNorth program: run program.snn")
+        return PopulationNeurons(self.populations[id(op)])
+
+
+# --- compilation ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TrueNorthProgram:
+    """A converted SNN on TrueNorth cores: the SNN the engine runs, its populations, the mapping."""
+
+    snn: SNN
+    populations: list
+    mapping: NetworkMap
+    depth: int                # ticks from an input spike to the output layer's response to it
+    leak_clipped: int         # neurons whose bias did not fit the signed 9-bit leak (clipped)
+
+    def backend(self) -> ProgramBackend:
+        return ProgramBackend(self)
+
+    def cost(self, result: SimResult, ticks_per_inference: int, coefficients: str | None = None, *,
+             tick_hz: float = TICK_HZ, voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
+        """Rate-coded cost: each image holds the cores for ``ticks_per_inference`` ticks; SOPs, spikes and hops
+        as the stages counted them."""
+        if coefficients not in (None, COEFFICIENTS):
+            raise NeuroError(f"TrueNorth has one coefficient set, {COEFFICIENTS!r} (fitted to AKO15 Fig. 17 and "
+                             f"MER14), got {coefficients!r}")
+        ticks = result.timesteps
+        return cost(result.per_image("synops") / ticks, result.per_image("spikes") / ticks,
+                    result.per_image("hops") / ticks, self.mapping.cores, ticks_per_inference=ticks_per_inference,
+                    tick_hz=tick_hz, voltage=voltage, whole_chips=whole_chips)
+
+
+def _field_order(layer: Layer, m: np.ndarray) -> np.ndarray:
+    """(out, fan_in) over a Conv2d's taps in (c, ky, kx) order -> (ky, kx, c), the mapping's piece order."""
+    if layer.weight.ndim == 2:
+        return m
+    out, c, kh, kw = layer.weight.shape
+    return m.reshape(out, c, kh, kw).transpose(0, 2, 3, 1).reshape(out, -1)
+
+
+def _crossbar_bits(codes: np.ndarray, q: Quantised) -> np.ndarray:
+    """Set crossbar bits per (neuron, input): the code's bits over the input's axon copies."""
+    return Quantised(codes, np.ones(len(codes)), q.type_codes, q.unit).bits().sum(axis=0)
+
+
+def _per_neuron(values: np.ndarray, out_shape) -> np.ndarray:
+    """Per output channel (Conv2d) or neuron (Dense) -> per neuron in engine order (channel fastest)."""
+    positions = int(np.prod(out_shape[1:])) if len(out_shape) == 3 else 1
+    return np.tile(values, positions)
+
+
+def _leak(layer: Layer, scale_int: np.ndarray) -> tuple[np.ndarray, int]:
+    """The bias in integer units per tick, clipped to the signed 9-bit leak; and how many were clipped."""
+    lam = np.round(layer.bias * scale_int)
+    return np.clip(lam, LEAK_MIN, LEAK_MAX).astype(np.int64), int(((lam < LEAK_MIN) | (lam > LEAK_MAX)).sum())
+
+
+def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
+    """(ops, populations, clipped leaks) of one mapped layer: CoreOp and neurons, or CoreOp, partial neurons,
+    MergeOp and merge neurons; ``delay``: ticks from the layer's output spikes to the next layer's axons."""
+    alpha = np.maximum(1, np.round(layer.threshold * q.unit / q.scale)).astype(np.int64)
+    if alpha.max() > THRESHOLD_MAX:
+        j = int(alpha.argmax())
+        raise NeuroError(f"layer {layer.name}: neuron {j} needs threshold {alpha[j]} > {THRESHOLD_MAX} (18 bits): "
+                         f"its weights are too small for the scheme's unit; use another scheme or levels")
+    codes = _field_order(layer, q.codes)
+    sops = _crossbar_bits(codes, q)
+    if m.pieces > 1:
+        if q.type_codes != (1, -1) and codes.min() < -((1 << (q.copies - 1)) - 1):
+            raise NeuroError(f"layer {layer.name}: code {codes.min()} has no negation in {q.copies} bits")
+        sops = sops + _crossbar_bits(-codes, q)
+    kernel = None if layer.weight.ndim == 2 else (*layer.weight.shape[2:], *layer.stride, *layer.padding)
+    core_op = CoreOp(codes * q.unit, sops, m.pieces, CORE_AXONS // q.copies, kernel, *extra)
+    mode, shape = RESET_MODE[layer.reset], layer.out_shape
+    v0 = np.round(layer.v_init * alpha).astype(np.int64)
+    if m.pieces == 1:
+        leak, clipped = _leak(layer, q.unit / q.scale)
+        pop = Population(_per_neuron(alpha, shape), _per_neuron(leak, shape), _per_neuron(v0, shape), mode, delay)
+        return [Synapses(core_op), Neurons()], [pop], clipped
+    parts, out = 2 * m.pieces, len(alpha)
+    partial_alpha = _per_neuron(np.tile(alpha, parts), shape)
+    partial = Population(partial_alpha, np.zeros(len(partial_alpha), np.int64), _per_neuron(np.tile(v0, parts), shape),
+                         RESET_MODE["subtract"], HOP_DELAY)
+    leak, clipped = _leak(layer, np.full(out, MERGE_UNIT / layer.threshold))
+    merge = Population(_per_neuron(np.full(out, MERGE_UNIT), shape), _per_neuron(leak, shape),
+                       _per_neuron(np.full(out, round(layer.v_init * MERGE_UNIT)), shape), mode, delay)
+    hops = m.partial_hops.reshape(out, -1).T[:, None, None, :]           # (positions, piece, sign, channel)
+    merge_op = MergeOp(m.pieces, out, kernel is not None, np.broadcast_to(hops, (len(hops), m.pieces, 2, out)).ravel())
+    return [Synapses(core_op), Neurons(), Synapses(merge_op), Neurons()], \
+        [partial, merge], clipped
+
+
+def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS) -> TrueNorthProgram:
+    """Map ``snn`` onto TrueNorth cores under ``scheme`` (``truenorth_map``) and build the program that runs it."""
+    mapping = map_network(snn, scheme, levels)
+    ops, pops, clipped, depth = [], [], 0, 0
+    for i, ((layer, q), m) in enumerate(zip(mapping.quantised, mapping.layers)):
+        if len(layer.in_shape) == 3 and layer.weight.ndim == 2:
+            ops.append(graph.Flatten())
+        targets = m.input_axons.astype(np.float64)
+        through_splitters = np.where(targets > 1, targets, 0.0)
+        if i == 0:                                     # from off chip: one packet per axon, no mesh hops counted
+            extra = (np.zeros_like(targets), targets, np.zeros_like(targets))
+        else:
+            extra = (through_splitters, through_splitters, mapping.layers[i - 1].output_hops)
+        last = i == len(mapping.layers) - 1
+        delay = 0 if last else SPLIT_DELAY if m.splitter_neurons else HOP_DELAY
+        layer_ops, layer_pops, c = _layer_ops(layer, q, m, extra, delay)
+        ops, pops, clipped = ops + layer_ops, pops + layer_pops, clipped + c
+        depth += delay + (HOP_DELAY if m.pieces > 1 else 0)
+    program_snn = SNN(snn.input_shape, ops, "spikes", snn.ann, dict(snn.info, chip="truenorth", scheme=scheme,
+                                                                    levels=levels))
+    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped)
+
+
+def chip_limits() -> dict:
+    """Key limits of a TrueNorth chip (MER14 [sec]), as listed by `neuro chips`."""
+    return {"cores per chip": CHIP_CORES, "axons per core": CORE_AXONS, "neurons per core": CORE_NEURONS,
+            "axon types": AXON_TYPES, "weight bits": 9, "membrane bits": V_BITS,
+            "weight schemes": f"trinary, multilevel 2-4 (default {DEFAULT_SCHEME} {DEFAULT_LEVELS})",
+            "coefficient sets": COEFFICIENTS}

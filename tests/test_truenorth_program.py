@@ -1,0 +1,135 @@
+"""Converted networks on TrueNorth: the engine's layer-level program (chips.truenorth_program) against the same
+network written out as cores and routes (chips.truenorth_cores) and run on the chip simulator, tick by tick."""
+
+import os
+
+import numpy as np
+import pytest
+
+import chips
+from chips.truenorth import CORE_AXONS, CORE_NEURONS
+from chips.truenorth_chip import run_chip
+from chips.truenorth_cores import _engine_index, build_chip
+from chips.truenorth_program import COEFFICIENTS, compile_snn
+from neuro import encode, graph
+from neuro.convert import convert
+from neuro.errors import NeuroError
+from neuro.sim import Engine
+
+SCHEMES = [("multilevel", 4), ("multilevel", 2), ("trinary", 3)]
+
+
+def small_net(seed=3, padding=1):
+    """(SNN, images): a padded conv whose 75-tap field splits under multilevel 4 (64 inputs per core), a pool,
+    a dense layer of fan-in 288 (split under every scheme) and a spiking output of 5 classes."""
+    rng = np.random.default_rng(seed)
+    side = (8 + 2 * padding - 4) // 2
+    net = graph.Network((3, 8, 8), [
+        graph.Conv2d(rng.normal(0, 0.3, (8, 3, 5, 5)), rng.normal(0, 0.05, 8), padding=padding), graph.ReLU(),
+        graph.AvgPool2d(2), graph.Flatten(), graph.Dense(rng.normal(0, 0.2, (40, 8 * side * side)),
+                                                         rng.normal(0, 0.05, 40)), graph.ReLU(),
+        graph.Dense(rng.normal(0, 0.3, (5, 40)))])
+    images = rng.random((30, 3, 8, 8)).astype(np.float32)
+    return convert(net, images), images
+
+
+def run_both(program, trains):
+    """Output spikes (n, T, classes) and counts of the engine program and of the built chip, per image."""
+    n, ticks = trains.shape[:2]
+    result = Engine(program.snn, program.backend(), threads=1).run(
+        np.zeros((n, *program.snn.input_shape), np.float32), np.zeros(n, np.int64), ticks,
+        encoding=encode.Playback(trains), record_steps=True, progress=False)
+    chip = build_chip(program)
+    to_ir = _engine_index(program.snn.input_shape)
+    runs = [run_chip(chip, trains[i][:, to_ir] > 0) for i in range(n)]
+    return result, chip, runs
+
+
+@pytest.mark.parametrize("scheme,levels", SCHEMES)
+def test_program_equals_the_cores_tick_by_tick(scheme, levels):
+    snn, _ = small_net()
+    program = compile_snn(snn, scheme, levels)
+    assert any(m.pieces > 1 for m in program.mapping.layers)       # the split and merge path is exercised
+    trains = (np.random.default_rng(1).random((3, 40, 192)) < 0.3).astype(np.float32)
+    result, chip, runs = run_both(program, trains)
+    assert len(chip.cores) == program.mapping.cores
+    out = result.traces[-1]["spikes"].astype(bool)
+    for i, run in enumerate(runs):
+        np.testing.assert_array_equal(run.spikes, out[i])
+    assert out.sum() > 10                                           # the output layer does spike
+    # counts: the engine counts at arrival, the chip at sending or at the splitter: equal up to the last ticks
+    sops, hops = sum(r.sops for r in runs), sum(r.hops for r in runs)
+    assert result.per_image("synops") * 3 == pytest.approx(sops, rel=0.03)
+    assert result.per_image("hops") * 3 == pytest.approx(hops, rel=0.06)
+    packets = (trains.sum(axis=1)[:, _engine_index(snn.input_shape)] * program.mapping.layers[0].input_axons).sum()
+    assert result.per_image("spikes") * 3 - packets == pytest.approx(sum(r.neuron_spikes for r in runs), rel=0.03)
+
+
+def test_cores_respect_the_core_format():
+    snn, _ = small_net()
+    chip = build_chip(compile_snn(snn, "multilevel", 4))
+    for core in chip.cores:
+        assert core.crossbar.shape == (CORE_AXONS, CORE_NEURONS)
+    routed = chip.routes[..., 0] >= 0
+    assert (chip.routes[..., 2][routed] >= 1).all() and (chip.routes[..., 2][routed] <= 2).all()
+    # a neuron targets one axon: no axon of a compute core is fed by two neurons
+    targets = chip.routes[routed][:, :2]
+    assert len(np.unique(targets, axis=0)) == len(targets)
+
+
+def test_unpadded_split_conv_and_memory_of_delays():
+    snn, _ = small_net(seed=5, padding=0)
+    program = compile_snn(snn, "multilevel", 4)
+    trains = (np.random.default_rng(2).random((2, 30, 192)) < 0.4).astype(np.float32)
+    result, _, runs = run_both(program, trains)
+    for i, run in enumerate(runs):
+        np.testing.assert_array_equal(run.spikes, result.traces[-1]["spikes"][i].astype(bool))
+    # depth: an input spike needs program.depth ticks to reach the output layer
+    silent_until = min(int(np.argmax(r.spikes.any(axis=1))) for r in runs)
+    assert silent_until >= program.depth
+
+
+def test_cost_uses_the_counted_activity():
+    snn, images = small_net()
+    program = compile_snn(snn)
+    r = Engine(program.snn, program.backend(), threads=1).run(images[:4], np.zeros(4, np.int64), 16,
+                                                               encoding="rate", progress=False)
+    c = program.cost(r, 16)
+    assert c.cores == program.mapping.cores and c.coefficients == COEFFICIENTS
+    assert c.frames_per_second == pytest.approx(1000 / 16) and c.latency_s == pytest.approx(0.016)
+    assert c.sop_w == pytest.approx(r.per_image("synops") / 16 * 1000 * 2.297e-12, rel=1e-3)
+    assert c.hop_w > 0
+    with pytest.raises(NeuroError, match="one coefficient set"):
+        program.cost(r, 16, "dav18")
+
+
+def test_bad_networks_name_the_layer():
+    rng = np.random.default_rng(0)
+    leaky = convert(graph.Network((4,), [graph.Dense(rng.normal(size=(3, 4)))]), rng.random((5, 4)), leak=0.1,
+                    readout="spikes")
+    with pytest.raises(NeuroError, match="0:Dense: leaky neurons"):
+        compile_snn(leaky)
+    wide = convert(graph.Network((40000,), [graph.Dense(rng.normal(size=(2, 40000)))]), rng.random((3, 40000)))
+    with pytest.raises(NeuroError, match="fan-in 40000"):
+        compile_snn(wide, "multilevel", 4)
+    with pytest.raises(NeuroError, match="rate encoding"):
+        chips.compile_for("truenorth", leaky, "current")
+
+
+@pytest.mark.skipif(not os.environ.get("NEURO_DATA"), reason="needs MNIST in $NEURO_DATA")
+def test_mnist_cnn_on_truenorth_cores(mnist_test):
+    """The shipped CNN: every one of its cores built and run on the chip simulator matches the program."""
+    from neuro.ann import load_model
+    from neuro.datasets import load
+    from tests.conftest import REFERENCE_ONNX
+
+    snn = convert(load_model(REFERENCE_ONNX), load("mnist", "train")[0][:200])
+    program = compile_snn(snn)
+    x, y = mnist_test
+    rng = np.random.default_rng(0)
+    trains = (rng.random((1, 40, 784)) < x[:1].reshape(1, 1, 784)).astype(np.float32)
+    result, chip, runs = run_both(program, trains)
+    assert len(chip.cores) == program.mapping.cores
+    np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+    r = Engine(program.snn, program.backend()).run(x[:100], y[:100], 64, encoding="rate", progress=False)
+    assert r.accuracy_by_step[-1] >= 0.96
