@@ -1,0 +1,165 @@
+"""Run the trained TrueNorth-native MNIST networks on the emulated chip over the 10,000 test images.
+
+All members sit side by side on one chip, fed the same input, one image per tick (pipelined, one tick per
+layer). Per member and for the ensembles of the first k members: accuracy from the chip's output spikes
+(checked equal to the numpy integer forward on every image), cores, depth, activity per image (steady
+state, from each member's spikes and the chip's crossbars and routes: ``chips.truenorth_native.activity``)
+and energy per image and frames/s from ``chips.truenorth.cost`` at 1 kHz, 0.8 V and 0.70 V, with whole-chip
+and per-core (cores / 4096) leakage. The chip's own counters over the whole run (pipe fill and drain
+included) are recorded too.
+
+Usage (from the repository root):
+
+    NEURO_DATA=../shared/datasets python experiments/truenorth_native_mnist.py
+        [--model experiments/models/truenorth_native.npz] [--images 10000]
+
+Writes docs/figures/truenorth_native_mnist.json and docs/figures/truenorth_native_vs_ess15.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from chips.truenorth import cost  # noqa: E402
+from chips.truenorth_native import activity, build_chip, classify, encode, forward, load_members  # noqa: E402
+from neuro.atomic import atomic_path  # noqa: E402
+from neuro.datasets import load  # noqa: E402
+
+TICK_HZ = 1000.0                         # real time (MER14)
+VOLTAGES = (0.8, 0.70)                   # AKO15 Fig. 17's 0.8 V and the envelope's low end; calibrated 0.70-0.80 V
+ESS15 = ((121e-6, 99.42, "ESS15, 64 members"), (0.408e-6, 92.7, "ESS15, 1 member"))   # ESS15 proceedings [pub]
+CHUNK = 1000
+
+
+def _costs(act: dict, cores: int, depth: int) -> list:
+    """Energy per image and frames/s at each voltage, whole-chip and per-core leakage, pipelined at 1 kHz."""
+    rows = []
+    for voltage in VOLTAGES:
+        for whole in (True, False):
+            c = cost(act["sops"], act["spikes"], act["hops"], cores, ticks_per_inference=depth, tick_hz=TICK_HZ,
+                     voltage=voltage, pipelined=True, whole_chips=whole)
+            rows.append({"voltage": voltage, "tick_hz": TICK_HZ, "leakage": "whole chips" if whole else "per core",
+                         "energy_per_image_j": c.energy_per_inference_j, "frames_per_second": c.frames_per_second,
+                         "power_w": c.power_w, "latency_s": c.latency_s})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("experiments/models/truenorth_native.npz"))
+    parser.add_argument("--out", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--images", type=int, default=10000, help="first N test images (default all 10,000)")
+    args = parser.parse_args(argv)
+    members = load_members(args.model)
+    x, y = load("mnist", split="test")
+    x, y = x[:args.images], y[:args.images]
+    bits = encode(x)
+    t0 = time.perf_counter()
+    chip, layout = build_chip(members, bits.shape[1:])
+    run = classify(members, bits, built=(chip, layout), progress=True)
+    chip_seconds = time.perf_counter() - t0
+
+    acts = [{"sops": 0.0, "spikes": 0.0, "hops": 0.0} for _ in members]
+    for m, member in enumerate(members):
+        for start in range(0, len(bits), CHUNK):
+            b = bits[start:start + CHUNK]
+            spikes, scores = forward(member, b)
+            if not np.array_equal(scores, run.scores[m, start:start + len(b)]):
+                print(f"error: member {m}: chip and numpy forward differ on images {start}..", file=sys.stderr)
+                return 1
+            a = activity(chip, layout, m, b.reshape(len(b), -1), [s.reshape(len(b), -1) for s in spikes])
+            for key in acts[m]:
+                acts[m][key] += float(a[key].sum()) / len(bits)
+
+    depth = layout.depth
+    results = []
+    for m, maps in enumerate(layout.members):
+        cores = sum(len(lm.cores) for lm in maps)
+        acc = float((run.scores[m].argmax(1) == y).mean())
+        results.append({"name": f"member {m}", "members": [m], "accuracy": acc, "cores": cores, "activity": acts[m],
+                        "cost": _costs(acts[m], cores, depth)})
+    for k in range(2, len(members) + 1):
+        cores = sum(r["cores"] for r in results[:k])
+        act = {key: sum(a[key] for a in acts[:k]) for key in acts[0]}
+        acc = float((run.scores[:k].sum(0).argmax(1) == y).mean())
+        results.append({"name": f"ensemble of {k}", "members": list(range(k)), "accuracy": acc, "cores": cores,
+                        "activity": act, "cost": _costs(act, cores, depth)})
+    for r in results:
+        c = r["cost"][0]
+        print(f"{r['name']}: {100 * r['accuracy']:.2f} %, {r['cores']} cores, depth {depth}, "
+              f"{c['frames_per_second']:.0f} frames/s, {1e6 * c['energy_per_image_j']:.2f} uJ/image "
+              f"({c['voltage']} V, {c['leakage']}; per core {1e6 * r['cost'][1]['energy_per_image_j']:.2f} uJ)")
+
+    record = {
+        "what": "TrueNorth-native MNIST networks run on the emulated chip (chips.truenorth_chip), pipelined",
+        "model": str(args.model),
+        "test_images": int(len(y)),
+        "depth_ticks": depth,
+        "results": results,
+        "chip_run": {"cores": layout.n_cores, "ticks": run.ticks, "sops": run.sops, "neuron_spikes": run.neuron_spikes,
+                     "hops": run.hops, "chip_crossings": run.chip_crossings, "chunk_images": 2000,
+                     "note": "totals over every tick of the run, pipe fill and drain of each chunk included",
+                     "seconds": round(chip_seconds, 1)},
+        "chip_equals_numpy_forward": True,
+        "activity_note": "per image = per tick with the pipe full: every layer works on a different image each tick",
+        "cost_model": "chips.truenorth.cost(pipelined=True, ticks_per_inference=depth); whole chips: every "
+                      "powered chip leaks; per core: cores / 4096 of a chip's leakage",
+        "published": [{"name": n, "energy_per_image_j": e, "accuracy": a / 100, "source": "ESS15 proceedings [pub]"}
+                      for e, a, n in ESS15],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python experiments/truenorth_native_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    with atomic_path(args.out / "truenorth_native_mnist.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    singles = [r for r in results if len(r["members"]) == 1]
+    for i, r in enumerate(results):
+        color = "C0" if r in singles else f"C{len(r['members'])}"
+        whole, per_core = (1e6 * c["energy_per_image_j"] for c in r["cost"][:2])
+        acc = 100 * r["accuracy"]
+        if r in singles and i:
+            label = None
+        elif r in singles:
+            label = f"single members ({100 * min(s['accuracy'] for s in singles):.2f}-" \
+                    f"{100 * max(s['accuracy'] for s in singles):.2f} %, {r['cores']} cores each)"
+        else:
+            label = f"{r['name']} ({acc:.2f} %, {r['cores']} cores)"
+        ax.plot([per_core, whole], [acc, acc], color=color, lw=1, alpha=0.5, zorder=1)
+        ax.scatter(whole, acc, color=color, zorder=2, label=label)
+        ax.scatter(per_core, acc, facecolor="white", edgecolor=color, zorder=2)
+    for e, a, n in ESS15:
+        ax.scatter(e * 1e6, a, marker="*", s=160, color="k", zorder=3)
+        ax.annotate(f"{n}\n(published)", (e * 1e6, a), textcoords="offset points", xytext=(9, -3), va="center",
+                    fontsize=8)
+    ax.scatter([], [], marker="*", s=160, color="k", label="ESS15 (published)")
+    ax.text(0.02, 0.97, "ours, emulated chip: filled = whole-chip leakage,\nhollow = per-core leakage (cores / 4096)",
+            transform=ax.transAxes, va="top", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per image (uJ); ours at 0.8 V, 1 kHz tick, pipelined: 1,000 frames/s")
+    ax.set_ylabel(f"MNIST test accuracy (%), {len(y):,} images")
+    ax.set_title("TrueNorth-native MNIST on the emulated chip vs ESS15")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlim(0.2, 1000)
+    ax.set_ylim(92.3, 99.8)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(args.out / "truenorth_native_vs_ess15.png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    print(f"wrote {args.out / 'truenorth_native_mnist.json'} and {args.out / 'truenorth_native_vs_ess15.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
