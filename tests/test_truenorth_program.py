@@ -16,6 +16,8 @@ from neuro.convert import convert
 from neuro.errors import NeuroError
 from neuro.sim import Engine
 
+from conftest import REFERENCE_ONNX
+
 SCHEMES = [("multilevel", 4), ("multilevel", 2), ("trinary", 3)]
 
 
@@ -121,7 +123,6 @@ def test_mnist_cnn_on_truenorth_cores(mnist_test):
     """The shipped CNN: every one of its cores built and run on the chip simulator matches the program."""
     from neuro.ann import load_model
     from neuro.datasets import load
-    from tests.conftest import REFERENCE_ONNX
 
     snn = convert(load_model(REFERENCE_ONNX), load("mnist", "train")[0][:200])
     program = compile_snn(snn)
