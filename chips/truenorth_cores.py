@@ -23,7 +23,7 @@ from chips.truenorth_map import Quantised, _chunks, _groups, _merge_per_core, _p
 from chips.truenorth_program import HOP_DELAY, MERGE_UNIT, SPLIT_DELAY, TrueNorthProgram
 
 
-def _engine_index(shape) -> np.ndarray:
+def engine_index(shape) -> np.ndarray:
     """Engine position (channel-last) of each IR neuron of a (C, H, W) or (N,) population."""
     if len(shape) == 1:
         return np.arange(shape[0])
@@ -99,7 +99,7 @@ def build_chip(program: TrueNorthProgram) -> Chip:
         n_in, n_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
         first = next(pops)
         merge_pop = next(pops) if m.pieces > 1 else None
-        out_idx = _engine_index(layer.out_shape)
+        out_idx = engine_index(layer.out_shape)
         targets = [[] for _ in range(n_in)]          # per input: (core, axon) it must reach
         partial_of = {}                              # (output, piece) -> [(core, neuron +), (core, neuron -)]
         outputs = [None] * n_out                     # per output neuron: (core, neuron)

@@ -9,7 +9,7 @@ import pytest
 import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth_chip import run_chip
-from chips.truenorth_cores import _engine_index, build_chip
+from chips.truenorth_cores import engine_index, build_chip
 from chips.truenorth_program import COEFFICIENTS, compile_snn
 from neuro import encode, graph
 from neuro.convert import convert
@@ -42,7 +42,7 @@ def run_both(program, trains):
         np.zeros((n, *program.snn.input_shape), np.float32), np.zeros(n, np.int64), ticks,
         encoding=encode.Playback(trains), record_steps=True, progress=False)
     chip = build_chip(program)
-    to_ir = _engine_index(program.snn.input_shape)
+    to_ir = engine_index(program.snn.input_shape)
     runs = [run_chip(chip, trains[i][:, to_ir] > 0) for i in range(n)]
     return result, chip, runs
 
@@ -63,7 +63,7 @@ def test_program_equals_the_cores_tick_by_tick(scheme, levels):
     sops, hops = sum(r.sops for r in runs), sum(r.hops for r in runs)
     assert result.per_image("synops") * 3 == pytest.approx(sops, rel=0.03)
     assert result.per_image("hops") * 3 == pytest.approx(hops, rel=0.06)
-    packets = (trains.sum(axis=1)[:, _engine_index(snn.input_shape)] * program.mapping.layers[0].input_axons).sum()
+    packets = (trains.sum(axis=1)[:, engine_index(snn.input_shape)] * program.mapping.layers[0].input_axons).sum()
     assert result.per_image("spikes") * 3 - packets == pytest.approx(sum(r.neuron_spikes for r in runs), rel=0.03)
 
 
