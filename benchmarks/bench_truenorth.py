@@ -1,6 +1,6 @@
 """TrueNorth full-chip emulation speed on MER14's benchmark workload (4,096 cores, 20 Hz, 128 synapses).
 
-Builds ``chips.truenorth_chip.mer14_workload`` (every neuron at a 20 Hz mean rate at the 1 kHz tick, each
+Builds ``chips.truenorth.chip.mer14_workload`` (every neuron at a 20 Hz mean rate at the 1 kHz tick, each
 spike reaching an axon with 128 set crossbar bits), warms the kernels up on a few ticks, then runs N ticks
 with ``run_chip``. Prints the MEASURED mean rate and SOPs per neuron spike (so the workload can be checked),
 SOPs, hops and spikes per tick, emulated ticks per second, the ratio to real time (ticks/s / 1,000) and the
@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from chips.truenorth import CHIP_CORES, CORE_NEURONS, TICK_HZ
-from chips.truenorth_chip import MER14_RATE_HZ, MER14_SYNAPSES, mer14_workload, run_chip
+from chips.truenorth.chip import MER14_RATE_HZ, MER14_SYNAPSES, mer14_workload, run_chip
 
 WARM_UP_TICKS = 5
 

@@ -1,8 +1,8 @@
-"""Chip models, one module each, on the engine's seam (``neuro.sim.Backend``), registered by name here.
+"""Chip models, one package each, on the engine's seam (``neuro.sim.Backend``), registered by name here.
 
-A chip module provides its constants (with citations), its neuron kernel (a ``neuro.sim.NeuronModel``),
+A chip package provides its constants (with citations), its neuron kernel (a ``neuro.sim.NeuronModel``),
 its weight format (``Backend.synapse_op``), compilation onto its cores and its cost model. Adding a chip
-is one module plus one line in ``REGISTRY``.
+is one package plus one line in ``REGISTRY``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 
 from neuro.errors import NeuroError
 
-REGISTRY: dict[str, str] = {"loihi": "chips.loihi:compile_snn", "truenorth": "chips.truenorth_program:compile_snn"}  # chip name -> "module:attribute"
+REGISTRY: dict[str, str] = {"loihi": "chips.loihi:compile_snn", "truenorth": "chips.truenorth:compile_snn"}  # chip name -> "module:attribute"
 
 
 def available() -> list[str]:

@@ -27,7 +27,7 @@ norms' eval statistics are recomputed over 10,000 training images.
 Export: batch norm folds into an integer threshold per neuron: the neuron fires iff a s + b >= 0 with
 s = sum_i c_i x_i, i.e. s >= ceil(-b / a) for a > 0; for a < 0 the codes are negated (-s >= ceil(b / a));
 thresholds are clipped to [-fan_in, fan_in + 1], which keeps every decision. The test accuracy recorded is
-that of the exported integers (``chips.truenorth_native.forward``, numpy only).
+that of the exported integers (``chips.truenorth.native.forward``, numpy only).
 
 Usage (from the repository root):
 
@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from chips.truenorth_native import INPUT_LEVELS, Layer, Member, encode, forward, load_members, save_members
+from chips.truenorth.native import INPUT_LEVELS, Layer, Member, encode, forward, load_members, save_members
 from neuro.datasets import load
 
 NUM_THREADS = 1

@@ -1,5 +1,5 @@
 """The MNIST test set on the emulated TrueNorth (rate-coded input, 128 ticks): the shipped CNN converted and
-mapped onto cores (chips.truenorth_program), accuracy after every tick, cores, and the modeled cost.
+mapped onto cores (chips.truenorth.program), accuracy after every tick, cores, and the modeled cost.
 Writes JSON (docs/figures/truenorth_mnist_10k.json) and the accuracy plot next to it.
 
     python experiments/truenorth_mnist.py [SNN.h5] [--n N] [--ticks T] [--scheme multilevel --levels 4]
@@ -11,7 +11,7 @@ import datetime
 import json
 import time
 
-from chips.truenorth_program import compile_snn
+from chips.truenorth.program import compile_snn
 from neuro import datasets, plots, snn as S
 from neuro.atomic import atomic_path
 from neuro.sim import Engine

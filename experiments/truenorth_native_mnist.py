@@ -3,7 +3,7 @@
 All members sit side by side on one chip, fed the same input, one image per tick (pipelined, one tick per
 layer). Per member and for the ensembles of the first k members: accuracy from the chip's output spikes
 (checked equal to the numpy integer forward on every image), cores, depth, activity per image (steady
-state, from each member's spikes and the chip's crossbars and routes: ``chips.truenorth_native.activity``)
+state, from each member's spikes and the chip's crossbars and routes: ``chips.truenorth.native.activity``)
 and energy per image and frames/s from ``chips.truenorth.cost`` at 1 kHz, 0.8 V and 0.70 V, with whole-chip
 and per-core (cores / 4096) leakage. The chip's own counters over the whole run (pipe fill and drain
 included) are recorded too.
@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from chips.truenorth import cost  # noqa: E402
-from chips.truenorth_native import activity, build_chip, classify, encode, forward, load_members  # noqa: E402
+from chips.truenorth.native import activity, build_chip, classify, encode, forward, load_members  # noqa: E402
 from neuro.atomic import atomic_path  # noqa: E402
 from neuro.datasets import load  # noqa: E402
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({c['voltage']} V, {c['leakage']}; per core {1e6 * r['cost'][1]['energy_per_image_j']:.2f} uJ)")
 
     record = {
-        "what": "TrueNorth-native MNIST networks run on the emulated chip (chips.truenorth_chip), pipelined",
+        "what": "TrueNorth-native MNIST networks run on the emulated chip (chips.truenorth.chip), pipelined",
         "model": str(args.model),
         "test_images": int(len(y)),
         "depth_ticks": depth,

@@ -4,10 +4,12 @@ coefficient sets, and the calibration points of docs/chips/loihi.md (REFERENCES.
 import numpy as np
 import pytest
 
-from chips.loihi import (CHIP_STATIC_W, COEFFICIENTS, CORE_COMPARTMENTS, CORE_OUTPUT_AXONS, CORE_SYNAPSE_WORDS,
-                         LayerActivity, LoihiBackend, LoihiLayer, LoihiProgram, _connections, _layer_shapes,
-                         _matrix, activity_from_result, barrier_s, coefficients, core_position, cost, map_layers,
-                         map_program, program_snn)
+from chips.loihi.compile import LoihiProgram, _matrix
+from chips.loihi.cost_model import (CHIP_STATIC_W, COEFFICIENTS, LayerActivity, activity_from_result, barrier_s,
+                                    coefficients, cost)
+from chips.loihi.mapping import (CORE_COMPARTMENTS, CORE_OUTPUT_AXONS, CORE_SYNAPSE_WORDS, _connections,
+                                 _layer_shapes, core_position, map_layers, map_program)
+from chips.loihi.neuron import LoihiBackend, LoihiLayer, program_snn
 from neuro import graph
 from neuro.encode import Playback
 from neuro.errors import NeuroError

@@ -14,7 +14,7 @@ if importlib.util.find_spec("lava") is not None:
     import lava.proc.dense.process  # noqa: F401
 
 from chips.loihi import LoihiLayer, LoihiProgram, compile_snn, program_snn  # noqa: E402
-from chips.netx import netx_gaps, read_netx, write_netx  # noqa: E402
+from chips.loihi.netx import netx_gaps, read_netx, write_netx  # noqa: E402
 from neuro import graph  # noqa: E402
 from neuro.encode import Playback  # noqa: E402
 from neuro.errors import NeuroError  # noqa: E402

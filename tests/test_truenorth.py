@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from neuro.encode import Playback
-from chips.truenorth import (THRESHOLD_MAX, V_MAX, V_MIN, CoreConfig, TrueNorthBackend, _draw,
-                             core_snn, seed_state, simulate_core)
+from chips.truenorth.core import (THRESHOLD_MAX, V_MAX, V_MIN, CoreConfig, TrueNorthBackend, _draw, core_snn,
+                                  seed_state, simulate_core)
 from neuro.errors import NeuroError
 from neuro.sim import Engine
 

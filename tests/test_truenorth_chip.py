@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chips.truenorth import THRESHOLD_MAX, CoreConfig, simulate_core
-from chips.truenorth_chip import Chip, mer14_workload, placement, run_chip
+from chips.truenorth.chip import Chip, mer14_workload, placement, run_chip
 from neuro.errors import NeuroError
 
 N = 256

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chips.truenorth import CHIP_CORES, CORE_AXONS, CORE_NEURONS, simulate_core
-from chips.truenorth_map import (block_core, core_weights, map_network, multilevel, quantise, relative_error,
+from chips.truenorth.mapping import (block_core, core_weights, map_network, multilevel, quantise, relative_error,
                                  trinary)
 from neuro import graph
 from neuro.errors import NeuroError

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
-from chips.truenorth_chip import run_chip
-from chips.truenorth_native import Layer, Member, activity, build_chip, classify, encode, forward, load_members
+from chips.truenorth.chip import run_chip
+from chips.truenorth.native import Layer, Member, activity, build_chip, classify, encode, forward, load_members
 from neuro.errors import NeuroError
 
 MODEL = Path(__file__).resolve().parents[1] / "experiments" / "models" / "truenorth_native.npz"

@@ -1,5 +1,5 @@
-"""Converted networks on TrueNorth: the engine's layer-level program (chips.truenorth_program) against the same
-network written out as cores and routes (chips.truenorth_cores) and run on the chip simulator, tick by tick."""
+"""Converted networks on TrueNorth: the engine's layer-level program (chips.truenorth.program) against the same
+network written out as cores and routes (chips.truenorth.cores) and run on the chip simulator, tick by tick."""
 
 import os
 
@@ -8,9 +8,9 @@ import pytest
 
 import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
-from chips.truenorth_chip import run_chip
-from chips.truenorth_cores import engine_index, build_chip
-from chips.truenorth_program import COEFFICIENTS, compile_snn
+from chips.truenorth.chip import run_chip
+from chips.truenorth.cores import engine_index, build_chip
+from chips.truenorth.program import COEFFICIENTS, compile_snn
 from neuro import encode, graph
 from neuro.convert import convert
 from neuro.errors import NeuroError

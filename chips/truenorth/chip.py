@@ -30,8 +30,9 @@ import numpy as np
 from numba import njit, prange
 from tqdm.auto import tqdm
 
-from chips.truenorth import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX,
-                             TICK_HZ, CoreConfig, core_update, mesh_hops, seed_state)
+from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX,
+                                  CoreConfig, core_update, mesh_hops, seed_state)
+from chips.truenorth.cost_model import TICK_HZ
 from neuro.errors import NeuroError
 
 DELAY_MIN, DELAY_MAX = 1, 15           # a spike reaches its target axon 1-15 ticks later (MER14 [sec])
@@ -250,7 +251,7 @@ def run_chip(chip: Chip, input_spikes, seed: int = 0, progress: bool = False) ->
     """Run ``chip`` for T ticks: ``input_spikes`` (T, n_inputs) bool, row t active in tick t; core k's
     generator starts from ``seed_state(seed + k)``."""
     if not isinstance(chip, Chip):
-        raise NeuroError(f"chip must be a chips.truenorth_chip.Chip, got {type(chip).__name__}")
+        raise NeuroError(f"chip must be a chips.truenorth.chip.Chip, got {type(chip).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise NeuroError(f"seed must be an integer, got {seed!r}")
     x = _input_spikes(input_spikes, chip.n_inputs)

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chips.truenorth import AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX, \
-    WEIGHT_MAX, WEIGHT_MIN, CoreConfig, mesh_hops
+from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX,
+                                  WEIGHT_MAX, WEIGHT_MIN, CoreConfig, mesh_hops)
 from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chips.truenorth import AXON_TYPES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, CoreConfig, mesh_hops
-from chips.truenorth_chip import Chip, placement, run_chip
+from chips.truenorth.core import AXON_TYPES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, CoreConfig, mesh_hops
+from chips.truenorth.chip import Chip, placement, run_chip
 from neuro.errors import NeuroError
 
 INPUT_LEVELS = (0.25, 0.75)          # thermometer code of a pixel in [0, 1]: one input bit per level (our choice)
@@ -239,7 +239,7 @@ class ChipLayout:
 
 
 def build_chip(members: list, in_shape: tuple, probe: bool = False):
-    """(chips.truenorth_chip.Chip, ChipLayout) of the members side by side, fed the same inputs.
+    """(chips.truenorth.chip.Chip, ChipLayout) of the members side by side, fed the same inputs.
 
     Input i is bit i of the flattened (C, H, W) input; member m's last-layer neuron n (flat out channel, y,
     x) is output channel ``out_offset[m] + n``. ``probe``: every neuron's first copy is also an output

@@ -1,10 +1,10 @@
 """A converted SNN compiled onto TrueNorth cores and run on the engine with the chip's integer arithmetic.
 
-``compile_snn(snn, scheme, levels)`` maps the SNN (``chips.truenorth_map.map_network``) and builds a program
+``compile_snn(snn, scheme, levels)`` maps the SNN (``chips.truenorth.mapping.map_network``) and builds a program
 the engine runs one population per mapped layer, in the units and with the timing of the cores:
 
 * synapses: each layer's integer weights over its receptive field (pools and flatten folded in), codes x
-  unit, which is exactly what its cores' crossbars and type weights sum to (``truenorth_map.block_core``);
+  unit, which is exactly what its cores' crossbars and type weights sum to (``mapping.block_core``);
 * split fan-in: per piece a positive and a negated partial neuron (threshold alpha of the output neuron,
   reset by subtraction), then merge neurons with type weights +-255 and threshold 255, so one partial spike
   is one threshold of the output neuron (choice: the largest signed 9-bit weight, for the finest bias);
@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from chips.truenorth import AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, FIT_VOLTAGE, LEAK_MAX, LEAK_MIN, \
-    COEFFICIENTS, THRESHOLD_MAX, TICK_HZ, V_BITS, WEIGHT_MAX, Cost, _fire, cost
-from chips.truenorth_map import RESET_MODE, Layer, NetworkMap, Quantised, map_network
+from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, THRESHOLD_MAX,
+                                  V_BITS, WEIGHT_MAX, _fire)
+from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, TICK_HZ, Cost, cost
+from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, map_network
 from neuro import graph, kernels
 from neuro.errors import NeuroError
 from neuro.sim import Backend, NeuronModel, SimResult
@@ -395,7 +396,7 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
 
 
 def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS) -> TrueNorthProgram:
-    """Map ``snn`` onto TrueNorth cores under ``scheme`` (``truenorth_map``) and build the program that runs it."""
+    """Map ``snn`` onto TrueNorth cores under ``scheme`` (``chips.truenorth.mapping``) and build the program that runs it."""
     mapping = map_network(snn, scheme, levels)
     ops, pops, clipped, depth = [], [], 0, 0
     for i, ((layer, q), m) in enumerate(zip(mapping.quantised, mapping.layers)):

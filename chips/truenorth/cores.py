@@ -1,8 +1,8 @@
-"""A compiled converted network (``chips.truenorth_program``) written out as real cores and routes for the chip
-simulator (``chips.truenorth_chip``): the independent check that the engine's layer-level program is what
+"""A compiled converted network (``chips.truenorth.program``) written out as real cores and routes for the chip
+simulator (``chips.truenorth.chip``): the independent check that the engine's layer-level program is what
 the cores compute.
 
-Per mapped layer, in the order ``truenorth_map`` counts and places them: compute cores (one per neuron
+Per mapped layer, in the order ``chips.truenorth.mapping`` counts and places them: compute cores (one per neuron
 group and input piece; an input n of the core drives axons copies x n + a of type a; a neuron's crossbar
 column holds the bits of its code for each input), merge cores (partial neuron (piece, sign) of output o on
 axon 2 x (o's slot x pieces + piece) + sign, types 0 and 1 weighing +255 and -255), then splitter cores (one
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from chips.truenorth import AXON_TYPES, CORE_AXONS, CORE_NEURONS, THRESHOLD_MAX, CoreConfig
-from chips.truenorth_chip import Chip
-from chips.truenorth_map import Quantised, _chunks, _groups, _merge_per_core, _pieces, splitter_packing
-from chips.truenorth_program import HOP_DELAY, MERGE_UNIT, SPLIT_DELAY, TrueNorthProgram
+from chips.truenorth.core import AXON_TYPES, CORE_AXONS, CORE_NEURONS, THRESHOLD_MAX, CoreConfig
+from chips.truenorth.chip import Chip
+from chips.truenorth.mapping import Quantised, _chunks, _groups, _merge_per_core, _pieces, splitter_packing
+from chips.truenorth.program import HOP_DELAY, MERGE_UNIT, SPLIT_DELAY, TrueNorthProgram
 
 
 def engine_index(shape) -> np.ndarray:

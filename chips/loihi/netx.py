@@ -39,7 +39,8 @@ import json
 import h5py
 import numpy as np
 
-from chips.loihi import LoihiLayer, LoihiProgram
+from chips.loihi.compile import LoihiProgram
+from chips.loihi.neuron import LoihiLayer
 from neuro import graph
 from neuro.atomic import atomic_path
 from neuro.errors import NeuroError

@@ -1,0 +1,157 @@
+"""Loihi 1 compiler: a converted SNN (``neuro.convert``) quantised into Loihi layers (``LoihiProgram``).
+
+8-bit mixed-sign weights with a per-layer exponent, thresholds and biases in Loihi's mantissa/exponent
+formats, average pools folded into the next convolution; docs/chips/loihi.md "Compiling" has the details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
+from chips.loihi.mapping import map_program
+from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, VTH_SHIFT, WEIGHT_EXP_MAX,
+                                WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights, program_snn)
+from neuro import graph
+from neuro.errors import NeuroError
+from neuro.snn import SNN, Neurons, Synapses
+
+# --- compiling a converted SNN (neuro.convert) ---------------------------------------------------------------
+
+DEFAULT_VTH = 1 << 10   # threshold mantissa: v counts 2^16 units per threshold, so u and v hold +-128 thresholds
+#                         before wrapping or saturating (24-bit state) while 8-bit weights set the precision
+MANTISSA_MAX = 254      # mixed-sign 8-bit weights are even values in [-256, 254] (REFERENCES "weights")
+
+
+@dataclass
+class LoihiProgram:
+    """A converted SNN compiled for Loihi: its layers, the SNN the engine runs, the per-layer quantisation."""
+
+    layers: list[LoihiLayer]
+    snn: SNN
+    quantisation: list[dict]
+
+    def backend(self) -> LoihiBackend:
+        return LoihiBackend(self.layers, self.snn)
+
+    def cost(self, result, steps_per_inference: int, coefficients_name: str | None = None) -> "LoihiCost":
+        """Energy, latency and frames/s of this program for the activity of an engine run (``SimResult``);
+        coefficients ``None``: dav18."""
+        return cost(map_program(self), activity_from_result(self, result), steps_per_inference,
+                    coefficients_name or "dav18")
+
+
+def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
+    """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
+    the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
+    zero (the chip's native reset; a subtractive reset is not emulated), spiking output (class = most spikes)."""
+    shapes = snn.shapes()
+    layers, report, pending, start = [], [], None, 0
+    for i, op in enumerate(snn.ops):
+        if isinstance(op, Synapses):
+            if pending is None:
+                pending, start = op.op, i
+            else:
+                pending = _compose(pending, shapes[start], op.op, shapes[i], f"op {i}")
+        elif isinstance(op, Neurons):
+            if pending is None:
+                raise NeuroError(f"op {i} (Neurons) has no synapses before it: Loihi needs synapses feeding every "
+                                 "population")
+            if isinstance(pending, graph.AvgPool2d):
+                pending = pending.as_conv(shapes[start][0])
+            layer, errors = _quantize_layer(pending, op, vth, f"layer {len(layers)} (op {i})")
+            layers.append(layer)
+            report.append(errors)
+            pending = None
+        elif not isinstance(op, graph.Flatten):
+            raise NeuroError(f"op {i} ({type(op).__name__}) has no Loihi equivalent: convert a network with "
+                             "average pooling instead of max pooling")
+    return LoihiProgram(layers, program_snn(layers, snn.input_shape), report)
+
+
+def _compose(first, in_shape, second, mid_shape, where: str):
+    """One synapse op equal to ``second`` applied after ``first`` (no neurons between them)."""
+    if isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Conv2d):
+        return _fold_pool_into_conv(first, second, in_shape, mid_shape, where)
+    if isinstance(second, graph.Dense):
+        m = _matrix(first, in_shape)
+        return graph.Dense(second.weight @ m, second.bias + second.weight @ _bias_map(first, in_shape))
+    raise NeuroError(f"{where}: {type(second).__name__} right after {type(first).__name__} cannot be folded into "
+                     "one Loihi synapse: put neurons between them")
+
+
+def _matrix(op, in_shape) -> np.ndarray:
+    """The (out, in) matrix of a linear op on flat (C, H, W) inputs, without its bias."""
+    n = int(np.prod(in_shape))
+    eye = np.eye(n, dtype=np.float32).reshape(n, *in_shape)
+    return (op.forward(eye).reshape(n, -1) - _bias_map(op, in_shape)).T
+
+
+def _bias_map(op, in_shape) -> np.ndarray:
+    """The op's output for a zero input, flat."""
+    return op.forward(np.zeros((1, *in_shape), np.float32)).reshape(-1)
+
+
+def _fold_pool_into_conv(pool: graph.AvgPool2d, conv: graph.Conv2d, in_shape, mid_shape, where: str):
+    """conv(avgpool(x)) as one conv: kernel s (K - 1) + k, stride s S, each tap spread over its window / k^2."""
+    if pool.padding != (0, 0) or conv.padding != (0, 0) or conv.groups != 1:
+        raise NeuroError(f"{where}: only unpadded average pooling before an unpadded, ungrouped conv can be "
+                         "folded for Loihi: put neurons after the pooling (convert with pool_neurons=True)")
+    (k0, k1), (s0, s1) = pool.kernel, pool.stride
+    o, c, kh, kw = conv.weight.shape
+    w = np.zeros((o, c, s0 * (kh - 1) + k0, s1 * (kw - 1) + k1), np.float64)
+    for ky in range(kh):
+        for kx in range(kw):
+            w[:, :, s0 * ky:s0 * ky + k0, s1 * kx:s1 * kx + k1] += conv.weight[:, :, ky, kx, None, None] / (k0 * k1)
+    folded = graph.Conv2d(w, conv.bias, (s0 * conv.stride[0], s1 * conv.stride[1]), (0, 0))
+    if folded.output_shape(in_shape) != conv.output_shape(mid_shape):
+        raise NeuroError(f"{where}: the pooling's windows do not tile its input, so it cannot be folded into "
+                         "the next conv: crop the input or put neurons after the pooling")
+    return folded
+
+
+def _quantize_layer(op, neurons: Neurons, vth: int, name: str) -> tuple[LoihiLayer, dict]:
+    """Integer weights, exponent, bias and initial v of one layer, v in units of threshold / (vth << 6)."""
+    w = op.weight.astype(np.float64) / neurons.threshold
+    b = op.bias.astype(np.float64) / neurons.threshold
+    wmax = float(np.abs(w).max())
+    if wmax == 0:
+        raise NeuroError(f"{name}: all weights are zero: nothing to compile")
+    weight_exp = int(np.ceil(np.log2(wmax * vth / MANTISSA_MAX)))
+    if weight_exp > WEIGHT_EXP_MAX:  # weights too large for this threshold: lower the threshold mantissa
+        vth, weight_exp = int(MANTISSA_MAX * 2 ** WEIGHT_EXP_MAX / wmax), WEIGHT_EXP_MAX
+    if weight_exp < WEIGHT_EXP_MIN or vth < 1:
+        raise NeuroError(f"{name}: weights (max |w| = {wmax:.3g} thresholds) do not fit the Loihi format "
+                         f"(8-bit mantissa, exponent in [{WEIGHT_EXP_MIN}, {WEIGHT_EXP_MAX}]): rescale the layer")
+    scaled = w * vth / 2.0 ** weight_exp   # weight units: 2^(weight_exp + 6) / (vth << 6) thresholds
+    mant = np.clip(2 * np.round(scaled / 2), WEIGHT_MIN, MANTISSA_MAX)
+    unit = float(vth << VTH_SHIFT)         # v per threshold
+    bias_mant, bias_exp = _bias_mant_exp(b * unit, name)
+    layer = LoihiLayer(with_weights(op, mant), num_weight_bits=8, weight_exp=weight_exp, du=DECAY_MAX,
+                       dv=int(round(neurons.leak * DECAY_UNITY)), vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
+                       v_init=int(round(neurons.v_init * unit)), name=name)
+    effective = layer.weights * 2.0 ** weight_exp / vth
+    b_eff = layer.bias() / unit
+    errors = dict(layer=name, weight_exp=weight_exp, vth=vth,
+                  weight_rel_rms=float(np.sqrt(np.mean((effective - w) ** 2) / np.mean(w ** 2))),
+                  weight_max_abs=float(np.abs(effective - w).max()),
+                  bias_max_abs=float(np.abs(b_eff - b).max(initial=0)),
+                  reset="zero" if neurons.reset == "zero" else "zero (the SNN asked for subtract)")
+    return layer, errors
+
+
+def _bias_mant_exp(bias_v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron 13-bit mantissa and 0..7 exponent closest to ``bias_v`` (v units per step)."""
+    half = 1 << (BIAS_MANT_BITS - 1)
+    need = np.ceil(np.log2(np.maximum(np.abs(bias_v), 1) / (half - 1)))
+    exp = np.maximum(need, 0).astype(np.int64)
+    if exp.max(initial=0) > BIAS_EXP_MAX:
+        raise NeuroError(f"{name}: a bias of {np.abs(bias_v).max() / 2 ** BIAS_EXP_MAX:.3g} x 2^7 overflows the "
+                         "13-bit mantissa with exponent <= 7: use a smaller threshold mantissa (vth)")
+    mant = np.clip(np.round(bias_v / 2.0 ** exp), -half, half - 1).astype(np.int64)
+    return mant, exp
+
+
+# =================================================================================================================
