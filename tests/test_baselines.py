@@ -17,7 +17,7 @@ from neuro.baselines.__main__ import main
 from neuro.baselines.energy import per_image
 from neuro.baselines.platforms import NO_TORCH, OrtRunner, torch_cuda
 from neuro.baselines.results import MEASURED, NOT_MEASURABLE, RECORDED
-from neuro.baselines.timing import MIN_CALLS, time_batches
+from neuro.baselines.timing import MIN_CALLS, REPEATS, time_batches
 from neuro.errors import NeuroError
 
 from conftest import REFERENCE_ONNX
@@ -147,8 +147,20 @@ def test_timing_discards_warm_up_and_times_at_least_min_calls():
 
     timing = time_batches(run, np.zeros((2, 1)), window_s=0.1, warmup_s=1.0, clock=m.clock)
     assert len(calls) - timing.calls == 2  # 1 s of warm-up at 0.5 s a call, not timed
-    assert timing.calls == MIN_CALLS and timing.seconds == pytest.approx(0.5 * MIN_CALLS)
+    assert timing.calls == MIN_CALLS * REPEATS and timing.seconds == pytest.approx(0.5 * MIN_CALLS * REPEATS)
     assert timing.energy is None and timing.latency_percentile(99) == pytest.approx(0.5)
+
+
+def test_throughput_is_the_mean_and_std_over_repeated_windows():
+    m = FakeMachine()
+    durations = iter([0.1] * 6 + [0.2] * 5 + [0.1] * 100)  # 1 warm-up call; the second window runs at half speed
+
+    timing = time_batches(lambda x: m.sleep(next(durations)), np.zeros((2, 1)), window_s=0.45, warmup_s=0.0,
+                          clock=m.clock, repeats=3)
+    rates = timing.window_throughputs
+    assert len(rates) == 3 and rates.tolist() == pytest.approx([20, 10, 20])
+    assert timing.throughput == pytest.approx(rates.mean()) and timing.throughput_std == pytest.approx(rates.std())
+    assert timing.throughput_std > 0
 
 
 def test_nvml_unsupported_counter_is_not_measurable():

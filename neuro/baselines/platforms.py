@@ -173,7 +173,9 @@ def _point(t: Timing, idle: Value | None, reason: str, scope: str, tdp_w: float 
     estimate = None if tdp_w is None else Value(
         tdp_w * t.seconds / t.images, "J/image", ESTIMATED,
         f"TDP {tdp_w:g} W x {t.seconds:.3f} s / {t.images} images: assumes the package at TDP throughout")
-    return Point(t.batch, t.calls, Value.measured(t.seconds, "s"), Value.measured(t.throughput, "images/s"),
+    windows = len(t.window_throughputs) if t.window_throughputs is not None else 1
+    throughput = Value(t.throughput, "images/s", MEASURED, f"mean of {windows} timed windows", std=t.throughput_std)
+    return Point(t.batch, t.calls, Value.measured(t.seconds, "s"), throughput,
                  Value.measured(1e3 * t.latency_percentile(50), "ms", "one batch, host to host"),
                  Value.measured(1e3 * t.latency_percentile(99), "ms", "one batch, host to host"),
                  total, dynamic, estimate)
