@@ -237,6 +237,7 @@ class SimResult:
     predictions: np.ndarray                     # class after the last step
     spike_counts: list[np.ndarray] | None = None  # per Neurons op: (n_images, *shape) total spikes
     traces: list[dict] | None = None  # per Neurons op: spikes and v, (n_images, T, *shape) each
+    counts_by_step: np.ndarray | None = None    # (T, layers, LAYER_COUNT_FIELDS): each step's counts, all images
 
     @property
     def accuracy_by_step(self) -> np.ndarray:
@@ -249,6 +250,20 @@ class SimResult:
     def per_image(self, key: str) -> float:
         """Total of a LayerCounts field over layers, per image."""
         return float(sum(getattr(c, key) for c in self.layers)) / max(self.n_images, 1)
+
+    def until(self, steps: int) -> SimResult:
+        """This run cut after its first ``steps`` steps: accuracy and every layer's counts up to that step, as if
+        the run had been ``steps`` long (chips cost an inference of ``steps`` steps from it). Predictions,
+        per-neuron counts and traces stay those of the whole run."""
+        if self.counts_by_step is None:
+            raise NeuroError("this result has no per-step counts: run it again with this version's engine")
+        if not 1 <= steps <= self.timesteps:
+            raise NeuroError(f"steps is {steps}: give 1..{self.timesteps}, the steps this run has")
+        totals = self.counts_by_step[:steps].sum(axis=0)
+        layers = [LayerCounts(c.name, c.neurons, **{f: type(getattr(c, f))(v) for f, v in zip(LAYER_COUNT_FIELDS, row)})
+                  for c, row in zip(self.layers, totals)]
+        return SimResult(self.n_images, steps, self.correct_by_step[:steps], layers, self.predictions,
+                         self.spike_counts, self.traces, self.counts_by_step[:steps])
 
 
 # --- the engine ---------------------------------------------------------------------------------------
@@ -319,6 +334,7 @@ class Engine:
         sizes = [int(np.prod(s)) for s in self.neuron_shapes]
         rec = _Recording(n, timesteps, sizes, record_counts, record_steps, self.stages)
         counts = [[LayerCounts(name) for name in self.names] for _ in self.workers]
+        by_step = np.zeros((len(self.workers), timesteps, len(self.names), len(LAYER_COUNT_FIELDS)))
         correct = np.zeros((len(self.workers), timesteps), np.int64)
         predictions = np.zeros(n, np.int64)
         bar = tqdm(total=n * timesteps, unit="img-step", disable=not progress, leave=False, desc=f"simulate T={timesteps}")
@@ -326,7 +342,7 @@ class Engine:
         def work(w: int, rows: slice):
             inputs = encoder.for_batch(images[rows], rows.start)
             predictions[rows] = self._run_slice(self.workers[w], images[rows], labels[rows], timesteps, inputs,
-                                                counts[w], correct[w], rec, rows, bar)
+                                                counts[w], by_step[w], correct[w], rec, rows, bar)
 
         with ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
             for start in range(0, n, batch_size):
@@ -343,9 +359,10 @@ class Engine:
                 setattr(layer, f, sum(getattr(c, f) for c in per_worker))
         for layer, stage in zip(layers, self.stages):
             layer.neurons = getattr(stage, "n", 0)
-        return rec.finish(SimResult(n, timesteps, correct.sum(axis=0), layers, predictions), self.neuron_shapes)
+        result = SimResult(n, timesteps, correct.sum(axis=0), layers, predictions, counts_by_step=by_step.sum(axis=0))
+        return rec.finish(result, self.neuron_shapes)
 
-    def _run_slice(self, stages, batch, labels, timesteps, inputs, counts, correct, rec, rows, bar):
+    def _run_slice(self, stages, batch, labels, timesteps, inputs, counts, by_step, correct, rec, rows, bar):
         """Run one slice of images through ``stages`` for all steps; returns the final predictions."""
         for stage in stages:
             stage.reset(len(batch))
@@ -354,6 +371,7 @@ class Engine:
         out_counts = np.zeros((len(batch), output.n), np.float32) if self.snn.readout == "spikes" else None
         static_first = inputs.static and isinstance(stages[0], SynapseStage)
         first_step_work = None  # the first stage's counts of one step, reused while its input is static
+        before_step = _snapshot(counts)
         for t in range(timesteps):
             x = inputs.step()
             for k, (stage, c) in enumerate(zip(stages, counts)):
@@ -365,6 +383,9 @@ class Engine:
                     x = stage.step(x, c)
                     if k == 0:
                         first_step_work = _work(c) - before
+            after_step = _snapshot(counts)
+            by_step[t] += after_step - before_step
+            before_step = after_step
             rec.add(neuron_stages, rows, t)
             if out_counts is not None:
                 out_counts += output.out
@@ -411,6 +432,11 @@ class _Recording:
 
 
 _WORK_FIELDS = ("synops", "effective_acs", "effective_macs", "dense")
+
+
+def _snapshot(counts: list[LayerCounts]) -> np.ndarray:
+    """(layers, LAYER_COUNT_FIELDS) of the running totals, for per-step differences."""
+    return np.array([[getattr(c, f) for f in LAYER_COUNT_FIELDS] for c in counts], np.float64)
 
 
 def _work(counts: LayerCounts) -> np.ndarray:

@@ -215,3 +215,25 @@ def test_memory_is_flat_in_timesteps():
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.2 * peaks[0]
+
+
+@pytest.mark.parametrize("encoding", ["rate", "current"])
+def test_a_run_cut_after_t_steps_equals_a_run_of_t_steps(encoding):
+    from conftest import small_converted_cnn
+
+    snn, images = small_converted_cnn()
+    labels = np.arange(len(images)) % 3
+    engine = Engine(snn, threads=2)
+    long = engine.run(images, labels, 12, encoding=encoding, seed=4, batch_size=7, progress=False)
+    short = engine.run(images, labels, 5, encoding=encoding, seed=4, batch_size=7, progress=False)
+    cut = long.until(5)
+    assert cut.timesteps == 5 and long.counts_by_step.shape == (12, len(long.layers), 8)
+    np.testing.assert_array_equal(cut.correct_by_step, short.correct_by_step)
+    for a, b in zip(cut.layers, short.layers):
+        assert (a.name, a.neurons, a.spikes, a.synops, a.dense, a.event_steps) == \
+            (b.name, b.neurons, b.spikes, b.synops, b.dense, b.event_steps)
+    whole = long.until(12)
+    assert [vars(c) for c in whole.layers] == [vars(c) for c in long.layers]
+    assert long.per_image("synops") > cut.per_image("synops") > 0
+    with pytest.raises(NeuroError, match="give 1..12"):
+        long.until(13)
