@@ -69,6 +69,10 @@ SCHEMA = {
         "threads": (int, 0, lambda v: None if v >= 0 else "must be 0 (every usable CPU) or more"),
         "recorded": (list[str], [], None),
     },
+    "report": {
+        # "equal accuracy": within this many percentage points of the ANN on the same images
+        "tolerance": (float, 0.5, lambda v: None if 0 <= v <= 100 else "must be in [0, 100] (percentage points)"),
+    },
 }
 
 
@@ -203,16 +207,17 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
     images, labels = datasets.load(data["dataset"], split="test")
     images, labels = images[:data["images"]], labels[:data["images"]]
     if "conversion" in done:
-        snn = results.read_snn(out)
+        snn, ann_accuracy = results.read_snn(out), results.read(out).conversion["ann_accuracy"]
     else:
         say("converting the ANN")
         snn = _convert(config, seed)
         ann_accuracy = snn.ann.accuracy(images, labels)
         results.add_part(out, "conversion", lambda g: results.write_conversion(g, snn, ann_accuracy, len(images)))
+    target = EqualAccuracy(ann_accuracy, config["report"]["tolerance"])
     for chip in config["emulation"]["chips"]:
         if f"chips/{chip}" not in done:
             say(f"emulating on {chip}")
-            run = _emulate(chip, snn, images, labels, config["emulation"], seed, progress)
+            run = _emulate(chip, snn, images, labels, config["emulation"], seed, progress, target)
             results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
     if "baselines" not in done:
         say("measuring the baselines")
@@ -245,31 +250,78 @@ def _convert(config: Config, seed: int):
     return snn
 
 
-def _emulate(chip: str, snn, images, labels, emulation: dict, seed: int, progress: bool) -> results.ChipRun:
+@dataclass(frozen=True)
+class EqualAccuracy:
+    """The ANN's accuracy on the emulated images and the tolerance (percentage points) that counts as equal."""
+
+    ann_accuracy: float
+    tolerance_points: float
+
+    def first_step(self, accuracy_by_step) -> int | None:
+        """First step (1-based) whose accuracy is within the tolerance of the ANN's, or None if none is."""
+        slack = 1e-9  # accuracies are multiples of 1 / images: do not let rounding decide
+        hit = np.nonzero(np.asarray(accuracy_by_step) >= self.ann_accuracy - self.tolerance_points / 100 - slack)[0]
+        return int(hit[0]) + 1 if hit.size else None
+
+
+def _emulate(chip: str, snn, images, labels, emulation: dict, seed: int, progress: bool,
+             target: EqualAccuracy) -> results.ChipRun:
     """The float SNN, or the SNN compiled by the chip model registered as ``chip`` (a program with
-    ``.snn``, ``.backend()`` and ``.cost(result, steps, coefficients)``); cost: the modeled activity,
-    and energy, frames/s and latency from the chip's cost model."""
+    ``.snn``, ``.backend()``, ``.cost(result, steps, coefficients)`` and ``.deviations``); cost: the modeled
+    activity, and energy, frames/s and latency from the chip's cost model, at the configured T and at the
+    first step of equal accuracy (with the activity up to that step)."""
     program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"])
     engine = Engine(program.snn, program.backend()) if program else Engine(snn)
     start = time.perf_counter()
     sim = engine.run(images, labels, emulation["timesteps"], encoding=emulation["encoding"], seed=seed,
                      batch_size=emulation["batch_size"], progress=progress)
     seconds = time.perf_counter() - start
-    counted = f"counted by the emulator over {sim.timesteps} steps"
-    cost = {
-        "synops_per_image": Value(sim.per_image("synops"), "synaptic events/image", results.MODELED, counted),
-        "spikes_per_image": Value(sim.per_image("spikes"), "spikes/image", results.MODELED, counted),
-    }
+    step = target.first_step(sim.accuracy_by_step)
+    best = float(np.max(sim.accuracy_by_step))
+    within = f"within {target.tolerance_points:g} points of the ANN's {100 * target.ann_accuracy:.2f} %"
+    cost = {"equal_accuracy_step": Value(step, "steps", results.MODELED,
+                                         f"first step {within}" if step else
+                                         f"does not reach the ANN's accuracy within {sim.timesteps} steps "
+                                         f"({within}); best {100 * best:.2f} %")}
+    cost.update(_activity(sim, f"counted by the emulator over {sim.timesteps} steps"))
+    if step:
+        cost.update(_activity(sim.until(step), f"counted by the emulator over the first {step} steps",
+                              "_at_equal_accuracy"))
     if program is None:
         cost["energy_per_image"] = Value(None, "J/image", results.NOT_MODELED,
                                          "float SNN: no chip, so no energy coefficients")
-        return results.chip_run(chip, sim, seconds, {}, cost)
-    c = program.cost(sim, sim.timesteps, emulation["coefficients"] or None)
-    how = f"chips.{chip} cost model, {c.coefficients} coefficients, {sim.timesteps} steps per inference"
-    cost.update(energy_per_image=Value(c.energy_per_inference_j, "J/image", results.MODELED, how),
-                frames_per_second=Value(c.frames_per_second, "frames/s", results.MODELED, how),
-                latency=Value(c.latency_s, "s", results.MODELED, how))
-    return results.chip_run(chip, sim, seconds, {"name": c.coefficients, "cores": c.cores, "chips": c.chips}, cost)
+        return results.chip_run(chip, sim, seconds, {}, cost, [])
+    coefficients = emulation["coefficients"] or None
+    c = program.cost(sim, sim.timesteps, coefficients)
+    cost.update(_chip_cost(c, f"{type(program).__module__} cost model, {c.coefficients} coefficients, "
+                              f"{sim.timesteps} steps per inference (the configured T)"))
+    if step:
+        cost.update(_chip_cost(program.cost(sim.until(step), step, coefficients),
+                               f"{type(program).__module__} cost model, {c.coefficients} coefficients, {step} "
+                               f"steps per inference (equal accuracy)", "_at_equal_accuracy"))
+    info = {"name": c.coefficients, "cores": c.cores, "chips": c.chips,
+            "assumptions": list(getattr(c, "assumptions", [])), "calibration": getattr(c, "calibration", "")}
+    return results.chip_run(chip, sim, seconds, info, cost, program.deviations)
+
+
+def _activity(sim, how: str, suffix: str = "") -> dict[str, Value]:
+    return {f"synops_per_image{suffix}": Value(sim.per_image("synops"), "synaptic events/image", results.MODELED, how),
+            f"spikes_per_image{suffix}": Value(sim.per_image("spikes"), "spikes/image", results.MODELED, how)}
+
+
+def _chip_cost(c, how: str, suffix: str = "") -> dict[str, Value]:
+    """A chip cost result as Values with their low-high ranges (``c.ranges``, where the chip gives them)."""
+    ranges = getattr(c, "ranges", {})
+    if getattr(c, "calibration", ""):
+        how += f"; {c.calibration}"
+
+    def value(attr: str, unit: str) -> Value:
+        low, high = ranges.get(attr, (None, None))
+        return Value(float(getattr(c, attr)), unit, results.MODELED, how, low, high)
+
+    return {f"energy_per_image{suffix}": value("energy_per_inference_j", "J/image"),
+            f"frames_per_second{suffix}": value("frames_per_second", "frames/s"),
+            f"latency{suffix}": value("latency_s", "s")}
 
 
 def _baselines(config: Config, images, inputs: str) -> list[results.BaselineRun]:

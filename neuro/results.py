@@ -52,6 +52,8 @@ class ChipRun:
     seconds: float                 # emulator wall time on this machine: not a chip speed
     coefficients: dict             # the chip's cost coefficients (empty for the float SNN)
     cost: dict[str, Value]         # e.g. synops_per_image, energy_per_image
+    deviations: list[str] = field(default_factory=list)   # how the chip's program differs from the converted SNN
+    counts_by_step: np.ndarray | None = None   # (T, layers, LAYER_COUNT_FIELDS) each step's counts, all images
 
 
 @dataclass
@@ -111,16 +113,19 @@ def write_conversion(g: h5py.Group, snn: SNN, ann_accuracy: float, n_images: int
     _write_list(ann.create_group("layers"), snn.ann.layers)
 
 
-def chip_run(name: str, result: SimResult, seconds: float, coefficients: dict, cost: dict[str, Value]) -> ChipRun:
+def chip_run(name: str, result: SimResult, seconds: float, coefficients: dict, cost: dict[str, Value],
+             deviations: list[str]) -> ChipRun:
     return ChipRun(name, result.n_images, result.timesteps, np.asarray(result.accuracy_by_step, np.float64),
-                   result.layers, seconds, coefficients, cost)
+                   result.layers, seconds, coefficients, cost, list(deviations), result.counts_by_step)
 
 
 def write_chip(g: h5py.Group, run: ChipRun) -> None:
     g.attrs.update(n_images=run.n_images, timesteps=run.timesteps, seconds=run.seconds,
                    coefficients=json.dumps(run.coefficients),
-                   cost=json.dumps({k: asdict(v) for k, v in run.cost.items()}))
+                   cost=json.dumps({k: asdict(v) for k, v in run.cost.items()}), deviations=json.dumps(run.deviations))
     g.create_dataset("accuracy_by_step", data=run.accuracy_by_step)
+    if run.counts_by_step is not None:
+        g.create_dataset("counts_by_step", data=run.counts_by_step)
     layers = g.create_group("layers")
     layers.create_dataset("name", data=[c.name for c in run.layers], dtype=h5py.string_dtype())
     for f in ("neurons", *LAYER_COUNT_FIELDS):
@@ -195,7 +200,9 @@ def _read_chip(name: str, g: h5py.Group) -> ChipRun:
         layers.append(c)
     cost = {k: Value(**v) for k, v in json.loads(g.attrs["cost"]).items()}
     return ChipRun(name, int(g.attrs["n_images"]), int(g.attrs["timesteps"]), g["accuracy_by_step"][()], layers,
-                   float(g.attrs["seconds"]), json.loads(g.attrs["coefficients"]), cost)
+                   float(g.attrs["seconds"]), json.loads(g.attrs["coefficients"]), cost,
+                   json.loads(g.attrs.get("deviations", "[]")),
+                   g["counts_by_step"][()] if "counts_by_step" in g else None)
 
 
 def _str(dataset) -> str:

@@ -6,7 +6,7 @@ formats, average pools folded into the next convolution; docs/chips/loihi.md "Co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class LoihiProgram:
     layers: list[LoihiLayer]
     snn: SNN
     quantisation: list[dict]
+    deviations: list[str] = field(default_factory=list)  # every way the program differs from the converted SNN
 
     def backend(self) -> LoihiBackend:
         return LoihiBackend(self.layers, self.snn)
@@ -48,12 +49,14 @@ def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
     the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
     zero (the chip's native reset; a subtractive reset is not emulated), spiking output (class = most spikes)."""
     shapes = snn.shapes()
-    layers, report, pending, start = [], [], None, 0
+    layers, report, pending, start, folded = [], [], None, 0, []
     for i, op in enumerate(snn.ops):
         if isinstance(op, Synapses):
             if pending is None:
                 pending, start = op.op, i
             else:
+                folded.append(f"op {i} ({type(op.op).__name__}) folded into the synapses of op {start} "
+                              f"({type(pending).__name__})")
                 pending = _compose(pending, shapes[start], op.op, shapes[i], f"op {i}")
         elif isinstance(op, Neurons):
             if pending is None:
@@ -68,7 +71,24 @@ def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
         elif not isinstance(op, graph.Flatten):
             raise NeuroError(f"op {i} ({type(op).__name__}) has no Loihi equivalent: convert a network with "
                              "average pooling instead of max pooling")
-    return LoihiProgram(layers, program_snn(layers, snn.input_shape), report)
+    return LoihiProgram(layers, program_snn(layers, snn.input_shape), report, _deviations(snn, report, folded))
+
+
+def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
+    """One line per way the compiled program differs from the converted SNN, for the results and the report."""
+    out = list(folded)
+    subtract = [q["layer"] for q, n in zip(report, (op for op in snn.ops if isinstance(op, Neurons)))
+                if n.reset == "subtract"]
+    if subtract:
+        out.append(f"reset by subtraction replaced by reset to zero (Loihi's native reset) in {len(subtract)} of "
+                   f"{len(report)} layers")
+    if snn.readout != "spikes":
+        out.append(f"{snn.readout} readout replaced by a spike-count readout (the class with the most spikes)")
+    for q in report:
+        out.append(f"{q['layer']}: weights quantised to 8-bit mantissas x 2^{q['weight_exp']} (relative rms error "
+                   f"{q['weight_rel_rms']:.2g}, largest {q['weight_max_abs']:.2g} thresholds), biases off by at most "
+                   f"{q['bias_max_abs']:.2g} thresholds")
+    return out
 
 
 def _compose(first, in_shape, second, mid_shape, where: str):

@@ -30,7 +30,7 @@ first layer, one packet from off chip per target axon. So ``result.per_image("sy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -318,6 +318,7 @@ class TrueNorthProgram:
     mapping: NetworkMap
     depth: int                # ticks from an input spike to the output layer's response to it
     leak_clipped: int         # neurons whose bias did not fit the signed 9-bit leak (clipped)
+    deviations: list[str] = field(default_factory=list)  # every way the program differs from the converted SNN
 
     def backend(self) -> ProgramBackend:
         return ProgramBackend(self)
@@ -415,7 +416,23 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
         depth += delay + (HOP_DELAY if m.pieces > 1 else 0)
     program_snn = SNN(snn.input_shape, ops, "spikes", snn.ann, dict(snn.info, chip="truenorth", scheme=scheme,
                                                                     levels=levels))
-    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped)
+    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, scheme, levels))
+
+
+def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, scheme: str, levels: int) -> list[str]:
+    """One line per way the program differs from the converted SNN, for the results and the report."""
+    out = []
+    if snn.readout != "spikes":
+        out.append(f"{snn.readout} readout replaced by spiking output neurons (class = most spikes): TrueNorth "
+                   "sends only spikes off chip")
+    if clipped:
+        out.append(f"{clipped} biases clipped to the signed 9-bit leak")
+    for m in mapping.layers:
+        out.append(f"{m.name}: weights quantised ({scheme}{f' {levels}' if scheme == 'multilevel' else ''}; "
+                   f"relative error "
+                   f"{m.quantisation_error:.2g})" + (f", fan-in split over {m.pieces} cores and merged"
+                                                     if m.pieces > 1 else ""))
+    return out
 
 
 def chip_limits() -> dict:

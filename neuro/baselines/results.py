@@ -22,12 +22,24 @@ NOT_MEASURABLE = "not measurable here"
 
 @dataclass
 class Value:
-    """One number (or None when not measurable) with its unit, provenance and an optional note."""
+    """One number (or None when not measurable) with its unit, provenance and an optional note.
+
+    Modeled and estimated numbers carry their ``low``-``high`` range; a measured mean over repeats its
+    standard deviation ``std``.
+    """
 
     value: float | None
     unit: str
     provenance: str
     note: str = ""
+    low: float | None = None
+    high: float | None = None
+    std: float | None = None
+
+    def __post_init__(self):
+        slack = 1e-9 * abs(self.value or 0.0)  # the range and the point are computed apart: allow rounding
+        if self.value is not None and self.low is not None and not self.low - slack <= self.value <= self.high + slack:
+            raise NeuroError(f"{self.value:g} {self.unit} lies outside its range {self.low:g}-{self.high:g}")
 
     @classmethod
     def measured(cls, value: float, unit: str, note: str = "") -> Value:
