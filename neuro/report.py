@@ -1,141 +1,128 @@
 """The report: ``report.md`` and PNG figures drawn from one or more results files (``neuro.results``).
 
-Sections: the runs; accuracy vs time step; the CPU/GPU baselines; energy per inference vs accuracy;
-frames/s per platform; the gap table (each chip model against the CPU and the GPU at equal
-accuracy); the published points; a generated verdict. Every number carries its provenance
-(measured, modeled, recorded, published, estimated); a number that does not exist says why.
+Sections: the runs; accuracy vs time step; the CPU/GPU baselines (measured, recorded or estimated); energy
+per inference vs accuracy; frames/s; the gap at equal accuracy (each emulated system at the first step within
+the tolerance of the ANN, against every reference platform); the same at the configured T; the chip models'
+calibration, assumptions and compile deviations; the published points; a generated verdict. Every number
+carries its provenance (measured, recorded, modeled, estimated, published), modeled and estimated ones their
+low-high range; a number that does not exist says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import chips
-from neuro import plots, results
+from neuro import compare, plots, results
 from neuro.atomic import atomic_path
-from neuro.baselines.results import NOT_MEASURABLE, Platform, Point, Value
-from neuro.results import PUBLISHED, ChipRun, Results
+from neuro.baselines import estimate
+from neuro.baselines.results import Value
+from neuro.compare import ChipRow, Reference
+from neuro.published import HEADLINE_FPS, HEADLINE_POWER_RATIO, NEUROMORPHIC, OTHER_CHIPS
+from neuro.results import PUBLISHED, Results
 
-#: "Equal accuracy": an SNN matches the ANN once it is within this many percentage points of it.
-EQUAL_ACCURACY_POINTS = 0.5
-#: The chip models the question is about; each gets a gap-table row whether or not it ran.
-QUESTION_CHIPS = ("truenorth", "loihi")
-
-
-@dataclass(frozen=True)
-class PublishedPoint:
-    """A number from a publication (REFERENCES.md), never measured here."""
-
-    system: str
-    task: str
-    accuracy: float | None      # fraction
-    energy_j: float | None      # per inference
-    fps: tuple[float, float] | None  # frames/s, (low, high); low == high for one number
-    note: str
-    source: str
-
-
-PUBLISHED_POINTS = (
-    PublishedPoint("TrueNorth, 64-copy ensemble", "MNIST", 0.9942, 121e-6, None,
-                   "other copies of the paper say 108 uJ", "Esser et al. 2015, NeurIPS (ESS15)"),
-    PublishedPoint("TrueNorth, 1 copy", "MNIST", 0.927, 0.408e-6, None,
-                   "other copies of the paper say 0.268 uJ", "Esser et al. 2015, NeurIPS (ESS15)"),
-    PublishedPoint("TrueNorth, one chip", "8 data sets (vision, speech)", None, None, (1200, 2600),
-                   "25-275 mW, > 6,000 frames/s/W", "Esser et al. 2016, PNAS 113:11441 (ESS16)"),
-    PublishedPoint("Loihi", "keyword spotting 390-256-256-29, batch 1", None, 0.27e-3, (296, 296),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Quadro K4000 GPU", "keyword spotting 390-256-256-29, batch 1", None, 29.8e-3, (770, 770),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Xeon E5-2630 CPU", "keyword spotting 390-256-256-29, batch 1", None, 6.3e-3, (1814, 1814),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Loihi (NxTF)", "MNIST 4-conv net, 512 steps/image", 0.9844, None, (1 / 29.4e-3, 1 / 29.4e-3),
-                   "29.4 ms per image (frames/s = 1 / 29.4 ms)", "Intel NxTF tutorial notebook outputs"),
-    PublishedPoint("H100-SXM", "ImageNet ResNet-50, offline", None, None, (88.7e3, 88.7e3),
-                   "a far larger network than the MNIST CNN", "MLPerf Inference v4.0"),
-    PublishedPoint("Syntiant NDP9120", "CIFAR-10 ResNet-8", None, 102e-6, (62, 62), "",
-                   "MLPerf Tiny v1.1"),
-)
-
-COLORS = {"measured": "C0", "recorded": "C1", "modeled": "C2", PUBLISHED: "0.45"}
-
-
-@dataclass
-class Reference:
-    """A baseline platform at one batch size, as the gap table and the figures use it."""
-
-    label: str
-    source: str          # "measured" or "recorded"
-    platform: Platform
-    point: Point
+PUBLISHED_POINTS = NEUROMORPHIC + OTHER_CHIPS
+COLORS = {"measured": "C0", "recorded": "C1", "modeled": "C2", "estimated": "C3", PUBLISHED: "0.45"}
 
 
 def write_report(results_paths, out_dir) -> Path:
     """Read every results file (all must be readable), write ``out_dir/report.md`` and its figures."""
     runs = [results.read(p) for p in results_paths]
+    studies = [_Study(r) for r in runs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
         "accuracy": _accuracy_figure(runs, out_dir / "accuracy_vs_steps.png"),
-        "energy": _energy_figure(runs, out_dir / "energy_vs_accuracy.png"),
-        "fps": _fps_figure(runs, out_dir / "frames_per_second.png"),
+        "energy": _energy_figure(studies, out_dir / "energy_vs_accuracy.png"),
+        "fps": _fps_figure(studies, out_dir / "frames_per_second.png"),
     }
-    text = "\n".join(_markdown(runs, figures)) + "\n"
+    text = "\n".join(_markdown(studies, figures)) + "\n"
     path = out_dir / "report.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
 
 
+class _Study:
+    """One results file with its reference platforms and its emulated systems at equal accuracy."""
+
+    def __init__(self, run: Results):
+        self.run = run
+        self.ann = run.conversion.get("ann_accuracy")
+        self.refs = compare.references(run, results.read_snn(run.path).ann) if run.conversion else []
+        self.rows = compare.chip_rows(run)
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+
 # --- numbers ---------------------------------------------------------------------------------------------
 
-def _fmt(v: Value | None, scale: float = 1.0, unit: str = "", digits: int = 4) -> str:
-    """A number with its provenance, or why there is none."""
+PREFIXES = ((1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""))
+
+
+def sig(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` significant figures, thousands separated (2 significant figures: ranges are wide)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    e = math.floor(math.log10(abs(x)))
+    r = round(x, digits - 1 - e)
+    return f"{r:,.0f}" if abs(r) >= 10 ** (digits - 1) else f"{r:.{digits - 1 - e}f}"
+
+
+def _scale(x: float, unit: str) -> tuple[float, str]:
+    """A prefix for J, s and W so the number reads in 1..1000 (e.g. 6.1e-4 J -> 610 uJ)."""
+    if unit not in ("J", "s", "W") or x == 0:
+        return 1.0, unit
+    scale, prefix = next(((s, p) for s, p in reversed(PREFIXES) if abs(x) >= s), PREFIXES[0])
+    return scale, prefix + unit
+
+
+def fmt(v: Value | None, unit: str = "") -> str:
+    """A number with its range (or std) and provenance, or why there is none: "610 (300-1,200) uJ (modeled)"."""
     if v is None:
         return "n/a"
     if v.value is None:
-        return v.provenance
-    return f"{v.value * scale:.{digits}g}{' ' + unit if unit else ''} ({v.provenance})"
-
-
-def _rate(v: Value) -> str:
-    return v.provenance if v.value is None else f"{v.value:,.0f} ({v.provenance})"
+        return f"{v.provenance}" + (f": {v.note}" if v.note and v.provenance != "n/a" else "")
+    scale, shown = _scale(v.value, unit)
+    text = sig(v.value / scale)
+    if v.low is not None and not (sig(v.low / scale) == text == sig(v.high / scale)):
+        text += f" ({sig(v.low / scale)}-{sig(v.high / scale)})"
+    elif v.std:
+        text += f" ± {sig(v.std / scale)}"
+    return f"{text}{' ' + shown if shown else ''} ({v.provenance})"
 
 
 def _pct(fraction: float, provenance: str) -> str:
     return f"{100 * fraction:.2f} % ({provenance})"
 
 
-def _references(run: Results) -> list[Reference]:
-    """Batch 1 and the best-throughput batch of every platform that has points, measured or recorded."""
-    refs = []
-    for b in run.baselines:
-        for p in b.results.platforms:
-            if not p.points:
-                continue
-            best = max(p.points, key=lambda pt: pt.throughput.value)
-            chosen = [pt for pt in p.points if pt.batch == 1][:1] + ([best] if best.batch != 1 else [])
-            where = "" if b.source == "measured" else f", recorded {b.results.date[:10]}"
-            for pt in chosen:
-                refs.append(Reference(f"{p.name} batch {pt.batch}{where}", b.source, p, pt))
-    return refs
+def _accuracy(row: ChipRow) -> str:
+    lo, hi = row.interval
+    where = f"after step {row.step}" if row.step else "best over the run"
+    return f"{100 * row.accuracy:.1f} % [{100 * lo:.1f}-{100 * hi:.1f}] ({where}; modeled)"
 
 
-def _steps_to(chip: ChipRun, target: float) -> int | None:
-    """First time step (1-based) at which the accuracy reaches ``target``, or None."""
-    hit = np.nonzero(chip.accuracy_by_step >= target - 1e-12)[0]
-    return int(hit[0]) + 1 if hit.size else None
+def _label(name: str) -> str:
+    return "float SNN (no chip)" if name == "float" else name
 
 
 def _shown_steps(T: int) -> list[int]:
     return sorted({2 ** k for k in range(T.bit_length()) if 2 ** k <= T} | {T})
 
 
-def _chip_label(name: str) -> str:
-    return "float SNN (no chip)" if name == "float" else name
+def _variants(row: ChipRow) -> dict[str, dict[str, Value]]:
+    """The chip's costs under alternative assumptions, ``{label: {"energy": .., "fps": .., "latency": ..}}``."""
+    out = {}
+    for key, v in row.run.cost.items():
+        if "@" in key and key.split("@")[0].endswith("_at_equal_accuracy"):
+            base, label = key.split("@", 1)
+            out.setdefault(label, {})[base.replace("_at_equal_accuracy", "")] = v
+    return out
 
 
 # --- figures ---------------------------------------------------------------------------------------------
@@ -149,7 +136,7 @@ def _save(fig, path: Path) -> str:
 
 
 def _accuracy_figure(runs: list[Results], path: Path) -> str | None:
-    curves = {(f"{r.name}: " if len(runs) > 1 else "") + _chip_label(c.name): c.accuracy_by_step
+    curves = {(f"{r.name}: " if len(runs) > 1 else "") + _label(c.name): c.accuracy_by_step
               for r in runs for c in r.chips.values()}
     if not curves:
         return None
@@ -160,91 +147,103 @@ def _accuracy_figure(runs: list[Results], path: Path) -> str | None:
     return path.name
 
 
-def _energy_figure(runs: list[Results], path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    plotted, unknown = set(), []
+def _energy_figure(studies: list[_Study], path: Path) -> str:
+    """Energy per inference vs error rate, log-log; ranges as bars; published points marked."""
+    fig, ax = plt.subplots(figsize=(7.4, 5.0), dpi=120)
+    seen = set()
 
-    def point(x, y, label, provenance, marker):
-        ax.scatter([x], [100 * y], color=COLORS[provenance], marker=marker, s=50, zorder=3,
-                   label=provenance if provenance not in plotted else None)
-        ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-        plotted.add(provenance)
+    def point(v: Value, accuracy: float, acc_range, label: str, marker: str):
+        lo, hi = compare.bounds(v)
+        err = 100 * (1 - accuracy)
+        yerr = None if acc_range is None else [[err - 100 * (1 - acc_range[1])], [100 * (1 - acc_range[0]) - err]]
+        ax.errorbar([v.value], [err], xerr=[[v.value - lo], [hi - v.value]], yerr=yerr, fmt=marker,
+                    color=COLORS.get(v.provenance, "k"), ms=6, capsize=2, zorder=3,
+                    label=v.provenance if v.provenance not in seen else None)
+        seen.add(v.provenance)
+        ax.annotate(label, (v.value, err), textcoords="offset points", xytext=(5, 3), fontsize=6)
 
-    for r in runs:
-        ann = r.conversion.get("ann_accuracy")
-        for ref in _references(r):
-            e = ref.point.energy_per_image
-            if ann is not None and e.value is not None:
-                point(e.value, ann, ref.label, ref.source, "o")
-            elif e.value is None:
-                unknown.append(ref.label)
-        for c in r.chips.values():
-            e = c.cost.get("energy_per_image")
-            if e is not None and e.value is not None:
-                point(e.value, float(c.accuracy_by_step[-1]), _chip_label(c.name), e.provenance, "s")
+    for s in studies:
+        tag = f"{s.name}: " if len(studies) > 1 else ""
+        for row in s.rows:
+            if row.energy is not None and row.energy.value is not None:
+                point(row.energy, row.accuracy, row.interval, f"{tag}{_label(row.name)} (step {row.step})", "s")
+        if s.ann is not None:
+            for ref in s.refs:
+                point(ref.energy, s.ann, None, f"{tag}{ref.label}", "o")
     for p in PUBLISHED_POINTS:
         if p.accuracy is not None and p.energy_j is not None:
-            point(p.energy_j, p.accuracy, f"{p.system} (MNIST)", PUBLISHED, "^")
+            point(Value(p.energy_j, "J/image", PUBLISHED), p.accuracy, None, f"{p.system} ({p.task})", "^")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("energy per inference (J, log scale)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("error rate (%, log scale) = 100 - accuracy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, title="provenance", title_fontsize=8)
-    ax.set_title("energy per inference vs accuracy, MNIST (only where energy is known)", fontsize=9)
-    if unknown:
-        ax.text(0.02, 0.5, "energy not measurable here:\n" + "\n".join(unknown), transform=ax.transAxes,
-                fontsize=7, va="center", color="0.3")
+    ax.legend(loc="upper right", fontsize=7, title="provenance", title_fontsize=7)
+    ax.set_title("energy per inference vs error: chips at equal accuracy, the ANN on CPUs and GPUs\n"
+                 "(bars: low-high range of modeled/estimated energy, 95 % interval of accuracy)", fontsize=8)
     lo, hi = ax.get_xlim()
     ax.set_xlim(lo, hi * 30)  # room for the labels
     return _save(fig, path)
 
 
-def _fps_figure(runs: list[Results], path: Path) -> str:
-    bars = []  # (label, low, high, provenance)
-    for r in runs:
-        for ref in _references(r):
-            v = ref.point.throughput.value
-            bars.append((f"{ref.label} (MNIST CNN)", v, v, ref.source))
+def _fps_figure(studies: list[_Study], path: Path) -> str:
+    bars = []  # (label, point, low, high, provenance)
+    for s in studies:
+        for row in s.rows:
+            if row.frames_per_second is not None:
+                v = row.frames_per_second
+                bars.append((f"{s.name}: {_label(row.name)} at equal accuracy", v.value, *compare.bounds(v),
+                             v.provenance))
+        for ref in s.refs:
+            v = ref.images_per_s
+            bars.append((f"{s.name}: {ref.label}", v.value, *compare.bounds(v), v.provenance))
     for p in PUBLISHED_POINTS:
         if p.fps is not None:
-            bars.append((f"{p.system}: {p.task}", *p.fps, PUBLISHED))
-    fig, ax = plt.subplots(figsize=(7.6, 0.42 * len(bars) + 1.4), dpi=120)
+            bars.append((f"{p.system}: {p.task}"[:70], (p.fps[0] + p.fps[1]) / 2, *p.fps, PUBLISHED))
+    fig, ax = plt.subplots(figsize=(8.4, 0.34 * len(bars) + 1.4), dpi=120)
     y = np.arange(len(bars))[::-1]
-    for yi, (label, lo, hi, prov) in zip(y, bars):
-        ax.barh(yi, lo, color=COLORS[prov], height=0.6)
+    for yi, (label, v, lo, hi, prov) in zip(y, bars):
+        ax.barh(yi, v, color=COLORS.get(prov, "k"), height=0.6)
         if hi > lo:
-            ax.barh(yi, hi - lo, left=lo, color=COLORS[prov], alpha=0.4, height=0.6)
-        ax.text(hi * 1.15, yi, f"{lo:,.0f}" + (f"-{hi:,.0f}" if hi > lo else ""), va="center", fontsize=7)
-    ax.set_yticks(y, [b[0] for b in bars], fontsize=7)
+            ax.errorbar([v], [yi], xerr=[[v - lo], [hi - v]], fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.text(hi * 1.15, yi, sig(v) + (f" ({sig(lo)}-{sig(hi)})" if hi > lo else ""), va="center", fontsize=6)
+    ax.axvspan(*HEADLINE_FPS, color="0.85", zorder=0, label="ESS16: 1,200-2,600 frames/s")
+    ax.set_yticks(y, [b[0] for b in bars], fontsize=6)
     ax.set_xscale("log")
-    ax.set_xlim(1, max(b[2] for b in bars) * 20)
+    ax.set_xlim(1, max(b[3] for b in bars) * 30)
     ax.set_xlabel("frames (images) per second, log scale")
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[k]) for k in COLORS if any(b[3] == k for b in bars)]
-    ax.legend(handles, [k for k in COLORS if any(b[3] == k for b in bars)], loc="lower right", fontsize=8,
-              title="provenance", title_fontsize=8)
-    ax.set_title("frames/s per platform (the networks differ: see the labels)", fontsize=9)
+    kinds = [k for k in COLORS if any(b[4] == k for b in bars)]
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color=COLORS[k]) for k in kinds] +
+              [plt.Rectangle((0, 0), 1, 1, color="0.85")], kinds + ["ESS16 claim"], loc="lower right",
+              fontsize=7, title="provenance", title_fontsize=7)
+    ax.set_title("frames/s per platform (bars: ranges; published points come from other networks)", fontsize=8)
     return _save(fig, path)
 
 
 # --- markdown --------------------------------------------------------------------------------------------
 
-def _markdown(runs: list[Results], figures: dict) -> list[str]:
+def _markdown(studies: list[_Study], figures: dict) -> list[str]:
     lines = ["# Neuromorphic chips vs CPU and GPU: report", "",
              "Provenance of every number: **measured** (in the run named), **recorded** (measured earlier, "
-             "read from a file), **modeled** (computed from the emulator's activity counts), **estimated** "
-             "(a formula, given), **published** (from a paper or benchmark, never measured here).", ""]
+             "read from a file), **modeled** (a chip model applied to the emulator's activity counts), "
+             "**estimated** (a formula over published device figures, `docs/estimates.md`), **published** (from a "
+             "paper or benchmark, never measured here). Modeled and estimated numbers carry their low-high range "
+             "in brackets, measured means their standard deviation over repeats; two significant figures.", ""]
+    runs = [s.run for s in studies]
     lines += _runs_section(runs)
-    lines += _accuracy_section(runs, figures["accuracy"])
-    lines += _baselines_section(runs)
-    lines += ["## Energy per inference vs accuracy", "",
-              f"![energy per inference vs accuracy]({figures['energy']})", "",
-              "Only points whose energy is known are drawn; energy that is not measurable here is listed as such "
-              "in the baselines table above, never as a number.", ""]
+    lines += _accuracy_section(studies, figures["accuracy"])
+    lines += _baselines_section(studies)
+    lines += ["## Energy per inference vs accuracy", "", f"![energy per inference vs accuracy]({figures['energy']})",
+              "", "Chips at their equal-accuracy step (error bars: the cost model's range and the accuracy's 95 % "
+              "interval); the ANN on each reference platform at its accuracy; published points with an accuracy "
+              "(triangles) come from other networks.", ""]
     lines += ["## Frames per second", "", f"![frames per second]({figures['fps']})", ""]
-    lines += _gap_section(runs)
+    lines += _gap_section(studies)
+    lines += _fixed_t_section(studies)
+    lines += _chip_models_section(studies)
     lines += _published_section()
-    lines += _verdict(runs)
+    lines += _verdict(studies)
     return lines
 
 
@@ -259,99 +258,142 @@ def _runs_section(runs: list[Results]) -> list[str]:
     return lines + [""]
 
 
-def _accuracy_section(runs: list[Results], figure: str | None) -> list[str]:
+def _accuracy_section(studies: list[_Study], figure: str | None) -> list[str]:
     lines = ["## Accuracy vs time step", ""]
     if figure is None:
         return lines + ["No emulation in these results.", ""]
     lines += [f"![accuracy vs time step]({figure})", ""]
-    for r in runs:
+    for s in studies:
+        r = s.run
         if not r.chips:
             continue
         T = max(c.timesteps for c in r.chips.values())
         steps = _shown_steps(T)
-        ann = r.conversion["ann_accuracy"]
-        lines += [f"{r.name}: {r.conversion['n_images']} test images; the ANN (float forward pass) scores "
-                  f"{_pct(ann, 'measured')}. Accuracy (%, modeled by the emulator) after step:", "",
-                  "| system | " + " | ".join(map(str, steps)) + " | synaptic events/image | spikes/image |",
-                  "|---|" + "---|" * (len(steps) + 2)]
-        for c in r.chips.values():
+        n = r.conversion["n_images"]
+        lo, hi = compare.wilson_interval(round(s.ann * n), n)
+        lines += [f"{r.name}: {n} test images; the ANN (float forward pass) scores {_pct(s.ann, 'measured')} "
+                  f"[95 % interval {100 * lo:.1f}-{100 * hi:.1f}]. Accuracy (%, modeled by the emulator) after step:",
+                  "", "| system | " + " | ".join(map(str, steps)) + " | equal accuracy | synaptic events/image | "
+                  "spikes/image |", "|---|" + "---|" * (len(steps) + 3)]
+        for row in s.rows:
+            c = row.run
             acc = [f"{100 * c.accuracy_by_step[t - 1]:.2f}" if t <= c.timesteps else "" for t in steps]
-            lines.append(f"| {_chip_label(c.name)} | " + " | ".join(acc) +
-                         f" | {_fmt(c.cost.get('synops_per_image'))} | {_fmt(c.cost.get('spikes_per_image'))} |")
+            reach = f"step {row.step}: {_accuracy(row)}" if row.step else c.cost["equal_accuracy_step"].note
+            lines.append(f"| {_label(c.name)} | " + " | ".join(acc) + f" | {reach} | "
+                         f"{fmt(c.cost.get('synops_per_image'))} | {fmt(c.cost.get('spikes_per_image'))} |")
+        lines += ["", "Accuracy intervals: Wilson 95 % for a binomial proportion; on "
+                  f"{n} images accuracy moves in steps of {100 / n:.2g} points.", ""]
+    return lines
+
+
+def _baselines_section(studies: list[_Study]) -> list[str]:
+    lines = ["## CPU and GPU baselines (the same ANN)", "",
+             "Measured platforms (throughput: mean ± standard deviation over the timed windows), with their energy "
+             "measured where a counter is readable and otherwise estimated; reference GPUs estimated from the "
+             "network's FLOPs and bytes when none was measured or recorded.", "",
+             "| platform | device | batch | images/s | latency per batch | energy/image | power |",
+             "|---|---|---|---|---|---|---|"]
+    notes = []
+    for s in studies:
+        for b in s.run.baselines:
+            for p in b.results.platforms:
+                if not p.points:
+                    lines.append(f"| {p.name} ({s.name}, {b.source}) | {p.status} | | | | | |")
+                    continue
+                notes.append(f"- {p.name} ({s.name}, {b.source}{' from ' + b.file if b.file else ''}): {p.runtime}; "
+                             f"{p.driver + '; ' if p.driver else ''}{p.threads} threads; energy: {p.energy_source}; "
+                             f"argmax agreement with the IR: {fmt(p.agreement)}; window "
+                             f"{b.results.settings.get('window_s')} s, warm-up {b.results.settings.get('warmup_s')} s; "
+                             f"inputs: {b.results.settings.get('inputs')}; date {b.results.date}.")
+        for ref in s.refs:
+            lines.append(f"| {ref.label} ({s.name}) | {ref.kind} | {ref.batch} | {fmt(ref.images_per_s)} | "
+                         f"{fmt(ref.latency, 's')} | {fmt(ref.energy, 'J')} | {fmt(ref.power, 'W')} |")
+        if s.refs:
+            notes += sorted({f"- {ref.label.split(' batch')[0]}: {ref.note}" for ref in s.refs if ref.note})
+    if len(lines) == 6:
+        lines.append("| no baselines in these results | | | | | | |")
+    checks = ["", "Held-out checks of the GPU estimator (published measurements it was not fitted to; "
+              "`neuro.baselines.estimate.CHECKS`):", "", "| published point | published | estimate | "
+              "estimate / published | bound |", "|---|---|---|---|---|"]
+    for c in estimate.CHECKS:
+        checks.append(f"| {c.name} | {sig(c.published, 3)} {c.unit} ({PUBLISHED}) | {sig(c.estimate.point)} "
+                      f"({sig(c.estimate.low)}-{sig(c.estimate.high)}) {c.unit} (estimated) | {c.ratio:.2f}x | "
+                      f"within {c.bound:g}x: {'yes' if c.within else 'NO'} |")
+    return lines + [""] + notes + checks + [""]
+
+
+def _gap_section(studies: list[_Study]) -> list[str]:
+    lines = ["## The gap at equal accuracy", ""]
+    for s in studies:
+        tol = _tolerance(s.run)
+        lines += [f"{s.name}: each emulated system costed at the first step whose accuracy on the same images is "
+                  f"within {tol:g} points of the ANN's {_pct(s.ann, 'measured')}, with the activity up to that step; "
+                  "a system that never gets there gets no ratio. Ratios are chip / reference (energy and power below "
+                  "1: the chip uses less; frames/s above 1: the chip is faster), ranges from both sides.", "",
+                  "| system | accuracy [95 %] | steps | energy/inference | frames/s | latency | power |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in s.rows:
+            if row.step is None:
+                lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.run.cost['equal_accuracy_step'].note} "
+                             "| no ratio | | | |")
+                continue
+            if row.energy is None:
+                syn = row.run.cost.get("synops_per_image_at_equal_accuracy")
+                lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.step} | no chip: {fmt(syn)} synaptic "
+                             "events/image | | | |")
+                continue
+            lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.step} | {fmt(row.energy, 'J')} | "
+                         f"{fmt(row.frames_per_second)} | {fmt(row.latency, 's')} | {fmt(row.power, 'W')} |")
+        lines += ["", "| chip | against | energy ratio | frames/s ratio | power ratio |", "|---|---|---|---|---|"]
+        for row in s.rows:
+            if row.energy is None:
+                continue
+            for ref in s.refs:
+                lines.append(f"| {_label(row.name)} | {ref.label} | {fmt(compare.ratio(row.energy, ref.energy))} | "
+                             f"{fmt(compare.ratio(row.frames_per_second, ref.images_per_s))} | "
+                             f"{fmt(compare.ratio(row.power, ref.power))} |")
         lines.append("")
     return lines
 
 
-def _baselines_section(runs: list[Results]) -> list[str]:
-    lines = ["## CPU and GPU baselines (the same ANN)", "",
-             "| platform | device | batch | images/s | latency p50 (ms) | latency p99 (ms) | energy/image (mJ) | "
-             "dynamic energy/image (mJ) | estimate (mJ) |", "|---|---|---|---|---|---|---|---|---|"]
-    notes = []
-    for r in runs:
-        for b in r.baselines:
-            tag = f"{r.name}, {b.source}" + (f" from {b.file}" if b.file else "")
-            for p in b.results.platforms:
-                if not p.points:
-                    lines.append(f"| {p.name} ({tag}) | {p.status} | | | | | | | |")
-                    continue
-                for pt in p.points:
-                    est = _fmt(pt.energy_per_image_estimate, 1e3) if pt.energy_per_image_estimate else ""
-                    lines.append(f"| {p.name} ({tag}) | {p.device} | {pt.batch} | {_rate(pt.throughput)} | "
-                                 f"{_fmt(pt.latency_p50)} | {_fmt(pt.latency_p99)} | {_fmt(pt.energy_per_image, 1e3)} "
-                                 f"| {_fmt(pt.dynamic_energy_per_image, 1e3)} | {est} |")
-                notes.append(f"- {p.name} ({tag}): {p.runtime}; {p.driver + '; ' if p.driver else ''}"
-                             f"energy: {p.energy_source}; argmax agreement with the IR: {_fmt(p.agreement, 100, '%')}; "
-                             f"settings: window {b.results.settings.get('window_s')} s, warm-up "
-                             f"{b.results.settings.get('warmup_s')} s, inputs: {b.results.settings.get('inputs')}; "
-                             f"date {b.results.date}.")
-    if len(lines) == 4:
-        lines.append("| no baselines in these results | | | | | | | | |")
-    return lines + [""] + notes + [""]
+def _tolerance(run: Results) -> float:
+    from neuro.experiment import parse_toml
+
+    return float(parse_toml(run.config, run.path).get("report", {}).get("tolerance", 0.5))
 
 
-def _gap_section(runs: list[Results]) -> list[str]:
-    lines = ["## The gap at equal accuracy", "",
-             f"Equal accuracy: within {EQUAL_ACCURACY_POINTS} percentage points of the ANN on the same images. "
-             "Chip rows use the chip model's cost; references use the baselines at batch 1 and at their best batch.",
-             "", "| system | accuracy | steps to equal accuracy | energy/inference | frames/s | latency | "
-             "energy ratio vs references | frames/s ratio vs references |", "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        ann = r.conversion.get("ann_accuracy")
-        refs = _references(r)
-        for c in r.chips.values():
-            t = _steps_to(c, ann - EQUAL_ACCURACY_POINTS / 100) if ann is not None else None
-            steps = f"{t} of {c.timesteps} (modeled)" if t else f"not reached in {c.timesteps} steps"
-            e = c.cost.get("energy_per_image")
-            energy = _fmt(e, 1e6, "uJ") if e and e.value is not None else f"n/a: {e.note if e else 'no cost'}"
-            if c.name == "float":
-                syn = c.cost["synops_per_image"]
-                energy += f"; {_fmt(syn)} synaptic events/image over {c.timesteps} steps"
-            ratio = "n/a: no chip energy" if not (e and e.value) else "; ".join(
-                f"{e.value / ref.point.energy_per_image.value:.3g}x {ref.label}" for ref in refs
-                if ref.point.energy_per_image.value)
-            fps, latency = c.cost.get("frames_per_second"), c.cost.get("latency")
-            fps_text = _fmt(fps) if fps else "n/a: no chip timing model"
-            latency_text = _fmt(latency, 1e3, "ms") if latency else "n/a: no chip timing model"
-            fps_ratio = "; ".join(f"{fps.value / ref.point.throughput.value:.3g}x {ref.label}" for ref in refs
-                                  if ref.point.throughput.value) if fps else "n/a: no chip timing model"
-            lines.append(f"| {r.name}: {_chip_label(c.name)} | {_pct(c.accuracy_by_step[-1], 'modeled')} at "
-                         f"T={c.timesteps} | {steps} | {energy} | {fps_text} | {latency_text} | "
-                         f"{ratio or 'n/a: no reference energy measurable'} | {fps_ratio} |")
-        for name in QUESTION_CHIPS:
-            if name not in r.chips:
-                why = ("registered but not run in this experiment (add it to emulation.chips)"
-                       if name in chips.available() else "no chip model yet")
-                lines.append(f"| {r.name}: {name} | {why} | | | | | | |")
-        for ref in refs:
-            acc = "ANN: " + _pct(ann, "measured") if ann is not None else "n/a"
-            pt = ref.point
-            lines.append(f"| {r.name}: {ref.label} | {acc} | - | {_fmt(pt.energy_per_image, 1e6, 'uJ')} | "
-                         f"{_rate(pt.throughput)} | {_fmt(pt.latency_p50, unit='ms')} p50 | reference | "
-                         "reference |")
-        if not any(ref.platform.name.startswith("gpu") for ref in refs):
-            lines.append(f"| {r.name}: GPU | no GPU baseline in these results (no GPU measured, none recorded) "
-                         "| | | | | | |")
+def _fixed_t_section(studies: list[_Study]) -> list[str]:
+    lines = ["## At the configured T (fixed; not at equal accuracy)", "",
+             "The same chips costed over every step of the run, whatever their accuracy: for reference only.", "",
+             "| system | T | accuracy at T | energy/inference | frames/s | latency |", "|---|---|---|---|---|---|"]
+    for s in studies:
+        for c in s.run.chips.values():
+            if "frames_per_second" not in c.cost:
+                continue
+            lines.append(f"| {s.name}: {_label(c.name)} | {c.timesteps} | {_pct(c.accuracy_by_step[-1], 'modeled')} | "
+                         f"{fmt(c.cost['energy_per_image'], 'J')} | {fmt(c.cost['frames_per_second'])} | "
+                         f"{fmt(c.cost['latency'], 's')} |")
     return lines + [""]
+
+
+def _chip_models_section(studies: list[_Study]) -> list[str]:
+    lines = ["## The chip models: calibration, assumptions, deviations", ""]
+    for s in studies:
+        for c in s.run.chips.values():
+            if not c.coefficients:
+                continue
+            k = c.coefficients
+            lines += [f"**{s.name}: {c.name}** ({k.get('name')} coefficients, {k.get('cores')} cores on "
+                      f"{k.get('chips')} chips).", ""]
+            if k.get("calibration"):
+                lines += [f"- Checked against published measurements it was not fitted to: {k['calibration']}"]
+            lines += [f"- Range: {a}" for a in k.get("assumptions", [])]
+            lines += [f"- Under another assumption ({label}): energy {fmt(v.get('energy_per_image'), 'J')}, "
+                      f"{fmt(v.get('frames_per_second'))} frames/s"
+                      for label, v in _variants(next(r for r in s.rows if r.name == c.name)).items()]
+            lines += [f"- Compiler deviation from the converted network: {d}" for d in c.deviations]
+            lines.append("")
+    return lines
 
 
 def _published_section() -> list[str]:
@@ -360,46 +402,107 @@ def _published_section() -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for p in PUBLISHED_POINTS:
         acc = _pct(p.accuracy, PUBLISHED) if p.accuracy is not None else ""
-        energy = f"{p.energy_j * 1e6:.4g} uJ ({PUBLISHED})" if p.energy_j is not None else ""
-        fps = "" if p.fps is None else (f"{p.fps[0]:,.0f}" if p.fps[0] == p.fps[1] else
-                                        f"{p.fps[0]:,.0f}-{p.fps[1]:,.0f}") + f" ({PUBLISHED})"
+        energy = fmt(Value(p.energy_j, "J", PUBLISHED), "J") if p.energy_j is not None else ""
+        fps = "" if p.fps is None else (f"{sig(p.fps[0], 3)}" if p.fps[0] == p.fps[1] else
+                                        f"{sig(p.fps[0], 3)}-{sig(p.fps[1], 3)}") + f" ({PUBLISHED})"
         lines.append(f"| {p.system} | {p.task} | {acc} | {energy} | {fps} | {p.note} | {p.source} |")
     return lines + [""]
 
 
-def _verdict(runs: list[Results]) -> list[str]:
-    lines = ["## Verdict (generated from the numbers above)", ""]
-    for r in runs:
-        ann = r.conversion.get("ann_accuracy")
-        for c in r.chips.values():
-            t = _steps_to(c, ann - EQUAL_ACCURACY_POINTS / 100) if ann is not None else None
-            reach = f"comes within {EQUAL_ACCURACY_POINTS} points of it after {t} steps" if t else \
-                f"does not come within {EQUAL_ACCURACY_POINTS} points of it in {c.timesteps} steps"
-            lines.append(f"- {r.name}, {_chip_label(c.name)}: {_pct(c.accuracy_by_step[-1], 'modeled')} after "
-                         f"{c.timesteps} steps on {c.n_images} images against the ANN's {_pct(ann, 'measured')}; it "
-                         f"{reach}, with {_fmt(c.cost['synops_per_image'])} synaptic events per image.")
-        refs = _references(r)
-        for ref in refs:
-            pt = ref.point
-            energy = (f"{_fmt(pt.energy_per_image, 1e3, 'mJ')} per image" if pt.energy_per_image.value is not None
-                      else f"energy {NOT_MEASURABLE} ({pt.energy_per_image.note})")
-            lines.append(f"- {r.name}, {ref.label} on {ref.platform.device}: {_rate(pt.throughput)} "
-                         f"images/s, {_fmt(pt.latency_p50, unit='ms')} per batch (p50), {energy}.")
-        if not any(ref.platform.name.startswith("gpu") for ref in refs):
-            lines.append(f"- {r.name}: no GPU number: no GPU was measured in this run and none was recorded.")
-        missing = [n for n in QUESTION_CHIPS if n not in r.chips or r.chips[n].cost["energy_per_image"].value is None]
-        if missing:
-            lines.append(f"- {r.name}: no modeled energy or frames/s for {', '.join(missing)} yet, so the gap at equal "
-                         "accuracy cannot be stated from this run; the published chip points (TrueNorth: 99.42 % at "
-                         "121 uJ per image, ESS15; Loihi: 98.44 % at 29.4 ms per image, NxTF) come from other "
-                         "networks and are not a comparison on equal terms.")
-    sizes = [r.conversion["n_images"] for r in runs if r.conversion]
-    lines += ["", "Caveats: chip numbers here are modeled from emulated activity, CPU/GPU numbers are measured; "
-              "GPU energy is board power (the whole card) while published chip energies are chip power; "
-              "GPU and CPU throughput grows with batch size while the chips run one image at a time (batch 1 is "
-              "the fair latency comparison, the best batch the fair throughput one)"
-              + "".join(f"; accuracy on {n} images moves in steps of {100 / n:.2g} points" for n in sizes) + ".", ""]
+# --- the verdict -----------------------------------------------------------------------------------------
+
+def _verdict(studies: list[_Study]) -> list[str]:
+    lines = ["## Verdict (generated from the numbers above)", "",
+             "Rule: every platform runs as fast as its published limits allow (chips unthrottled or at their "
+             "fastest tick, CPUs and GPUs at their best batch as well as at batch 1); chips at equal accuracy.", ""]
+    for s in studies:
+        lines += [f"### {s.name}", ""]
+        gpus, cpus = _pick(s.refs, "gpu"), _pick(s.refs, "cpu")
+        for row in s.rows:
+            if row.name == "float":
+                continue
+            if row.step is None:
+                lines.append(f"- **{row.name}** does not reach the ANN's accuracy within {row.run.timesteps} steps "
+                             f"({row.run.cost['equal_accuracy_step'].note}): no ratio is stated for it.")
+                continue
+            lines.append(f"- **{row.name}** at equal accuracy ({_accuracy(row)}): {fmt(row.energy, 'J')} per image, "
+                         f"{fmt(row.frames_per_second)} frames/s, latency {fmt(row.latency, 's')}, "
+                         f"power {fmt(row.power, 'W')}.")
+            for ref in gpus + cpus:
+                lines.append(f"  - against {ref.label}: " + _against(row.energy, row.frames_per_second, row.power,
+                                                                       ref))
+            lines += ["  - " + t for t in _claims(row, gpus + cpus)]
+        lines.append("")
+    lines += ["Caveats: chip numbers are modeled from emulated activity; CPU and GPU energies are estimated unless "
+              "a counter was read (see the provenance of each); GPU power is the whole board's while chip power is "
+              "the chip's; the chips classify one image at a time while CPU and GPU throughput grows with the batch "
+              "(batch 1 is the fair latency comparison, the best batch the fair throughput one).", ""]
     return lines
+
+
+def _pick(refs: list[Reference], kind: str) -> list[Reference]:
+    """Batch 1 and the best batch of the first platform of this kind (measured before estimated)."""
+    mine = [r for r in refs if r.kind == kind]
+    if not mine:
+        return []
+    first = mine[0].label.split(" batch")[0]
+    return [r for r in mine if r.label.split(" batch")[0] == first]
+
+
+def _times(v: Value, smaller: str, larger: str) -> str:
+    """"1,200x (300-5,000x) less" for a chip/reference ratio below 1, "3x more" above."""
+    lo, hi = compare.bounds(v)
+    if hi < 1:
+        return f"{sig(1 / v.value)}x ({sig(1 / hi)}-{sig(1 / lo)}x) {smaller}"
+    if lo > 1:
+        return f"{sig(v.value)}x ({sig(lo)}-{sig(hi)}x) {larger}"
+    return f"{sig(v.value)}x ({sig(lo)}-{sig(hi)}x: the ranges overlap, no clear winner)"
+
+
+def _against(energy: Value, fps: Value, power: Value, ref: Reference) -> str:
+    e, f, p = (compare.ratio(energy, ref.energy), compare.ratio(fps, ref.images_per_s),
+               compare.ratio(power, ref.power))
+    return (f"energy per image {_times(e, 'less', 'more')}; frames/s {_times(f, 'slower', 'faster')}; "
+            f"power {_times(p, 'less', 'more')} ({e.provenance}).")
+
+
+def _claims(row: ChipRow, refs: list[Reference]) -> list[str]:
+    """Whether ESS16's frames/s and the "1/10,000 the power" claim hold for this chip, and what flips them."""
+    out = []
+    variants = {"as modeled": {"frames_per_second": row.frames_per_second, "energy_per_image": row.energy,
+                               "latency": row.latency}, **_variants(row)}
+    fps_verdicts = {label: _fps_claim(v["frames_per_second"]) for label, v in variants.items()}
+    out.append(f"claim \"1,200-2,600 frames/s\" (ESS16): {fps_verdicts['as modeled']}" +
+               "".join(f"; {label}: {verdict}" for label, verdict in fps_verdicts.items()
+                       if label != "as modeled" and verdict != fps_verdicts["as modeled"]) + ".")
+    for ref in refs:
+        verdicts = {}
+        for label, v in variants.items():
+            power = compare.ratio(v["energy_per_image"], v["latency"], "W")
+            verdicts[label] = _power_claim(compare.ratio(power, ref.power))
+        out.append(f"claim \"1/10,000 the power\" against {ref.label}: {verdicts['as modeled']}" +
+                   "".join(f"; {label}: {verdict}" for label, verdict in verdicts.items()
+                           if label != "as modeled" and verdict != verdicts["as modeled"]) + ".")
+    return out
+
+
+def _fps_claim(fps: Value) -> str:
+    lo, hi = compare.bounds(fps)
+    if lo >= HEADLINE_FPS[0]:
+        return f"holds ({fmt(fps)} frames/s, at least 1,200 even at the low end)"
+    if hi < HEADLINE_FPS[0]:
+        return f"does not hold ({fmt(fps)} frames/s, below 1,200 even at the high end)"
+    return f"undecided ({fmt(fps)} frames/s: the range straddles 1,200)"
+
+
+def _power_claim(r: Value) -> str:
+    lo, hi = compare.bounds(r)
+    text = f"power ratio {sig(r.value)} ({sig(lo)}-{sig(hi)})"
+    if hi <= HEADLINE_POWER_RATIO:
+        return f"holds ({text}, at most 1/10,000)"
+    if lo > HEADLINE_POWER_RATIO:
+        return f"does not hold ({text}, 1/{sig(1 / r.value)} rather than 1/10,000)"
+    return f"undecided ({text}: the range straddles 1/10,000)"
 
 
 # --- command line ---------------------------------------------------------------------------------------
