@@ -15,4 +15,5 @@ from chips.loihi.mapping import (CHIP_CORES, CORE_COMPARTMENTS, CORE_INPUT_AXONS
                                  map_layers, map_program)
 from chips.loihi.cost_model import (BARRIER_1_TILE_S, BARRIER_32_TILES_S, CHIP_STATIC_W, Coefficients, COEFFICIENTS,
                                     chip_limits, coefficients, barrier_s, LayerActivity, activity_from_result,
-                                    LoihiCost, cost)
+                                    LoihiCost, cost, Overheads, UNCERTAIN, SPIKING_FACTOR, X86_ACTIVE_W, MANAGEMENT_S,
+                                    INJECT_S, BOARD_IDLE_W, evaluate, estimate_cost, injected_spikes)

@@ -62,6 +62,8 @@ class LayerMap:
     packets_per_spike: float = 0.0     # destination cores per spike, mean over the layer's neurons
     hops_x: float = 0.0                # mean east-west tile hops per packet
     hops_y: float = 0.0                # mean north-south tile hops per packet
+    inputs: int = 0                    # source neurons (or input values) feeding the layer
+    synapses: int = 0                  # non-zero weights into the layer (inputs x mean fan-out)
 
     @property
     def cores(self) -> int:
@@ -229,9 +231,10 @@ def map_layers(layers: list[LoihiLayer], input_shape) -> LoihiMapping:
         bounds[i], usages[i] = _partition(layers[i], *conns[i], sizes[i],
                                           lambda b, neuron=fanouts[i][0]: _per_slice(neuron, b))
     maps, first = [], 0
-    for layer, b, (comps, axons, words), (neuron, _), size in zip(layers, bounds, usages, fanouts, sizes):
+    for layer, b, (comps, axons, words), (neuron, _), size, shape, conn in zip(layers, bounds, usages, fanouts,
+                                                                               sizes, shapes, conns):
         maps.append(LayerMap(layer.name, _kind(layer), size, bool(np.any(layer.bias_mant)), first, comps, axons,
-                             _per_slice(neuron, b), words))
+                             _per_slice(neuron, b), words, inputs=int(np.prod(shape)), synapses=len(conn[0])))
         first += len(comps)
     for i in range(n - 1):
         _traffic(maps[i], maps[i + 1], bounds[i], *fanouts[i])
