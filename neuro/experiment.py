@@ -310,7 +310,9 @@ def _activity(sim, how: str, suffix: str = "") -> dict[str, Value]:
 
 
 def _chip_cost(c, how: str, suffix: str = "") -> dict[str, Value]:
-    """A chip cost result as Values with their low-high ranges (``c.ranges``, where the chip gives them)."""
+    """A chip cost result as Values with their low-high ranges (``c.ranges``, where the chip gives them), and the
+    same cost under the chip's alternative assumptions (``c.variants``: label -> energy, frames/s, latency) as
+    ``key@label``."""
     ranges = getattr(c, "ranges", {})
     if getattr(c, "calibration", ""):
         how += f"; {c.calibration}"
@@ -319,9 +321,17 @@ def _chip_cost(c, how: str, suffix: str = "") -> dict[str, Value]:
         low, high = ranges.get(attr, (None, None))
         return Value(float(getattr(c, attr)), unit, results.MODELED, how, low, high)
 
-    return {f"energy_per_image{suffix}": value("energy_per_inference_j", "J/image"),
-            f"frames_per_second{suffix}": value("frames_per_second", "frames/s"),
-            f"latency{suffix}": value("latency_s", "s")}
+    out = {f"energy_per_image{suffix}": value("energy_per_inference_j", "J/image"),
+           f"frames_per_second{suffix}": value("frames_per_second", "frames/s"),
+           f"latency{suffix}": value("latency_s", "s")}
+    for label, v in getattr(c, "variants", {}).items():  # the same cost under another assumption, as a point
+        note = f"{how}; under another assumption: {label}"
+        out.update({f"energy_per_image{suffix}@{label}": Value(v["energy_per_inference_j"], "J/image",
+                                                               results.MODELED, note),
+                    f"frames_per_second{suffix}@{label}": Value(v["frames_per_second"], "frames/s",
+                                                                results.MODELED, note),
+                    f"latency{suffix}@{label}": Value(v["latency_s"], "s", results.MODELED, note)})
+    return out
 
 
 def _baselines(config: Config, images, inputs: str) -> list[results.BaselineRun]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+import chips
 from neuro import compare, plots, results
 from neuro.atomic import atomic_path
 from neuro.baselines import estimate
@@ -344,6 +345,10 @@ def _gap_section(studies: list[_Study]) -> list[str]:
                 continue
             lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.step} | {fmt(row.energy, 'J')} | "
                          f"{fmt(row.frames_per_second)} | {fmt(row.latency, 's')} | {fmt(row.power, 'W')} |")
+        for name in chips.available():
+            if name not in s.run.chips:
+                lines.append(f"| {name} | registered but not run in this experiment (add it to emulation.chips) "
+                             "| | | | | |")
         lines += ["", "| chip | against | energy ratio | frames/s ratio | power ratio |", "|---|---|---|---|---|"]
         for row in s.rows:
             if row.energy is None:

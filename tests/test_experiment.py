@@ -1,6 +1,7 @@
 """Experiment runner, results file and report: a tiny MNIST experiment (32 images, T = 4, batch 1, short windows)."""
 
 import argparse
+import re
 
 import h5py
 import pytest
@@ -130,7 +131,7 @@ def test_report(tiny_run, tmp_path):
         assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({figure})" in text
     assert "not measurable here" in text or "(measured)" in text
-    assert "| tiny: truenorth | registered but not run in this experiment" in text
+    assert "| truenorth | registered but not run in this experiment" in text
     assert "99.42 % (published)" in text and "88,700 (published)" in text
     assert "(modeled)" in text and "(measured)" in text
 
@@ -196,7 +197,13 @@ def test_loihi_chip_run_has_a_modeled_cost_in_the_report(tmp_path, mnist_test):
     report_text = report.write_report([path], tmp_path / "report").read_text()
     row = next(line for line in report_text.splitlines() if line.startswith("| tiny: Loihi") or
                line.startswith("| tiny: loihi"))
-    assert "uJ (modeled)" in row and "ms (modeled)" in row
+    assert re.search(r"\d \([\d.,]+-[\d.,]+\) uJ \(modeled\)", row)    # energy with its low-high range
+    assert re.search(r"\d \([\d.,]+-[\d.,]+\) [mu]?s \(modeled\)", row)  # latency with its range
+    energy = loihi.cost["energy_per_image"]
+    assert energy.low < energy.value < energy.high
+    assert loihi.cost["equal_accuracy_step"].value is None and "does not reach" in loihi.cost["equal_accuracy_step"].note
+    assert any("reset to zero" in d for d in loihi.deviations)    # the converted SNN asked for subtraction
+    assert "reset to zero" in report_text and "no ratio" in report_text
 
 
 def test_chips_need_the_rate_encoding(tmp_path, mnist_test):

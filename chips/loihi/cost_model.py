@@ -175,6 +175,12 @@ class LoihiCost:
     assumptions: list = field(default_factory=list)
     calibration: str = ""
 
+    @property
+    def variants(self) -> dict[str, dict]:
+        """The same inference under other assumptions, for the report's "what flips the verdict"."""
+        return {"cores only (no x86 management, input injection or x86 power; the uncalibrated model)":
+                self.cores_only}
+
 
 def _layer_step(m: LayerMap, act: LayerActivity, c: Coefficients) -> tuple[dict, float]:
     """Energy per step by component (J) of one layer, and the time per step (s) of each of its cores."""
