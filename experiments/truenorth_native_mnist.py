@@ -6,8 +6,8 @@ layer). Per member and for the ensembles of the first k members: accuracy from t
 state, from each member's spikes and the chip's crossbars and routes: ``chips.truenorth.native.activity``)
 and energy per image and frames/s from ``chips.truenorth.cost`` at 1 kHz and at the fastest tick the activity
 allows ("max"), 0.8 V and 0.70 V, whole chips (every core of the chip ticks and leaks) and the share of the
-cores used, each with its low-high range; the input packets from off chip are charged. The chip's own counters over the whole run (pipe fill and drain
-included) are recorded too.
+cores used, each with its low-high range; the input packets from off chip are charged. The chip's own
+counters over the whole run (pipe fill and drain included) are recorded too.
 
 Usage (from the repository root):
 
