@@ -261,8 +261,8 @@ def cost(sops_per_tick, spikes_per_tick, hops_per_tick, cores, *, ticks_per_infe
     ``ticks_per_inference`` ticks. ``pipelined``: one image enters per tick and leaves ``ticks_per_inference``
     (the pipe's depth) ticks later. ``tick_hz``: a rate, or "max" (``fastest_tick_hz``). ``whole_chips``: every
     core of every chip used ticks and every chip leaks; False: the used cores' share (their ticks, cores / 4096
-    of the leakage). ``ranges`` combine each assumption's low and high effect (worst case: the downs added, the
-    ups added).
+    of the leakage). ``ranges``: low and high of each figure with every assumption at the end that lowers it and
+    at the end that raises it (``_span``).
     """
     sops, spikes = _rate("sops_per_tick", sops_per_tick), _rate("spikes_per_tick", spikes_per_tick)
     hops, crossings = _rate("hops_per_tick", hops_per_tick), _rate("chip_crossings_per_tick", chip_crossings_per_tick)
@@ -274,23 +274,35 @@ def cost(sops_per_tick, spikes_per_tick, hops_per_tick, cores, *, ticks_per_infe
                          f"each spike reaches one axon, which has at most {CORE_NEURONS} synapses (MER14)")
     if not isinstance(assumptions, Assumptions):
         raise NeuroError(f"assumptions is {assumptions!r}: give a chips.truenorth.Assumptions")
-    run = lambda a: _evaluate(sops, spikes, hops, crossings, inputs, cores, ticks, tick_hz, voltage,  # noqa: E731
-                              pipelined, whole_chips, a)
-    point = run(assumptions)
-    down, up = {k: 0.0 for k in RANGED}, {k: 0.0 for k in RANGED}
-    lines = []
-    for name, (low, high, why) in ASSUMPTIONS.items():
-        ends = [run(replace(assumptions, **{name: v})) for v in (low, high)]
-        for k in RANGED:
-            deltas = [e[k] - point[k] for e in ends]
-            down[k] += min(0.0, *deltas)
-            up[k] += max(0.0, *deltas)
-        energy = [e["energy_per_inference_j"] / point["energy_per_inference_j"] for e in ends]
-        lines.append(f"{name}: point {getattr(assumptions, name):.4g}, low {low:.4g}, high {high:.4g} "
-                     f"(energy x{energy[0]:.3f} / x{energy[1]:.3f}); {why}")
-    ranges = {k: (max(point[k] + down[k], 0.0), point[k] + up[k]) for k in RANGED}
+    run = lambda a, _: _evaluate(sops, spikes, hops, crossings, inputs, cores, ticks, tick_hz, voltage,  # noqa: E731
+                                 pipelined, whole_chips, a)
+    point = run(assumptions, 1.0)
+    ranges, effects = {}, {}
+    for k in RANGED:
+        ranges[k], effects[k] = _span(run, assumptions, lambda r: r[k])
+    lines = [f"{name}: point {getattr(assumptions, name):.4g}, low {low:.4g}, high {high:.4g} (energy/inference "
+             f"x{lo / point['energy_per_inference_j']:.3f} / x{hi / point['energy_per_inference_j']:.3f}); {why}"
+             for (name, (low, high, why)), (lo, hi) in zip(ASSUMPTIONS.items(), effects["energy_per_inference_j"])]
     return Cost(**point, cores=cores, input_packets_per_tick=inputs, ranges=ranges, assumptions=lines,
                 calibration=calibration_line(), whole_chips=whole_chips)
+
+
+def _span(run, base: Assumptions, value, spread=(1.0, 1.0)) -> tuple:
+    """((low, high), per-assumption (at low, at high)) of ``value(run(a, s))``: each assumption moved alone to
+    its low and high, then the corners: every assumption (and the activity scale ``s`` over ``spread``) at the
+    end that lowers the value, and at the end that raises it (the worst case, each effect counted once); the
+    range spans all of these (an assumption can matter only in combination with another)."""
+    point = value(run(base, 1.0))
+    down, up, effects = {}, {}, []
+    for name, (low, high, _) in ASSUMPTIONS.items():
+        at = {v: value(run(replace(base, **{name: v}), 1.0)) for v in (low, high)}
+        effects.append((at[low], at[high]))
+        down[name], up[name] = min(at, key=at.get), max(at, key=at.get)
+    at = {s: value(run(base, s)) for s in spread}
+    s_down, s_up = min(at, key=at.get), max(at, key=at.get)
+    seen = [point, value(run(replace(base, **down), s_down)), value(run(replace(base, **up), s_up)),
+            *at.values(), *(v for pair in effects for v in pair)]
+    return (min(seen), max(seen)), effects
 
 
 def activity_per_tick(result, pipelined: bool = False) -> tuple[float, float]:
@@ -346,16 +358,10 @@ def application(activity: float = 1.0, a: Assumptions = POINT) -> Cost:
 
 
 def _check(label, conditions, source, role, published, run, bound, spread=(1.0, 1.0)) -> Check:
-    """``run(a, s)``: the modelled Cost under assumptions ``a`` at activity scale ``s``; low-high combine each
-    assumption's ends (the workload's routing moves with calibration_hops) and the activity spread."""
-    point = run(POINT, 1.0).power_w
-    down = up = 0.0
-    for name, (low, high, _) in ASSUMPTIONS.items():
-        ends = [run(replace(POINT, **{name: v}), 1.0).power_w - point for v in (low, high)]
-        down, up = down + min(0.0, *ends), up + max(0.0, *ends)
-    ends = [run(POINT, s).power_w - point for s in spread]
-    down, up = down + min(0.0, *ends), up + max(0.0, *ends)
-    return Check(label, conditions, source, role, published, point, point + down, point + up, bound)
+    """``run(a, s)``: the modelled Cost under assumptions ``a`` at activity scale ``s``; low-high: the corners of
+    the assumptions (the workload's routing moves with calibration_hops) and of the activity ``spread``."""
+    (low, high), _ = _span(run, POINT, lambda c: c.power_w, spread)
+    return Check(label, conditions, source, role, published, run(POINT, 1.0).power_w, low, high, bound)
 
 
 @lru_cache(maxsize=1)
