@@ -13,6 +13,9 @@ from chips.truenorth.core import (CORE_AXONS, CORE_NEURONS, AXON_TYPES, WEIGHT_M
 from chips.truenorth.cost_model import (TICK_HZ, TICK_HZ_MAX, VOLTAGE_MIN, VOLTAGE_MAX, FIT_VOLTAGE, FIT_SYNAPSES,
                                         FIG17_POINTS, IDLE_VOLTAGE, IDLE_W, MEMORY_READ_W, MER14_VOLTAGE, E_HOP_MER14,
                                         E_CHIP_BIT, PACKET_BITS, E_CHIP, E_SOP_FIT, STATIC_FIT_W, E_TICK_MER14,
-                                        LEAK_FIT_W, LEAK_EXPONENT, leakage_w, tick_energy_j, sop_energy_j,
-                                        hop_energy_j, Cost, COEFFICIENTS, cost, activity_per_tick)
+                                        LEAK_FIT_W, LEAK_EXPONENT, CALIBRATION_HOPS, MESH_RANDOM_HOPS, Assumptions,
+                                        POINT, ASSUMPTIONS, coefficients, leakage_w, tick_energy_j, sop_energy_j,
+                                        hop_energy_j, sop_routing_j, fastest_tick_hz, Cost, COEFFICIENTS, cost,
+                                        activity_per_tick, Check, benchmark, application, calibration,
+                                        calibration_line)
 from chips.truenorth.program import TrueNorthProgram, chip_limits, compile_snn

@@ -406,15 +406,18 @@ def classify(members: list, bits, chunk: int = 2000, seed: int = 0, probe: bool 
 
 
 def activity(chip, layout: ChipLayout, m: int, bits, layer_spikes: list) -> dict:
-    """Member ``m``'s SOPs, neuron spikes and mesh hops for each row of ``bits`` (rows, inputs) and its layers'
-    spikes (rows, neurons of layer l): every copy of a spiking neuron spikes; a spike (or an input) reaching an
-    axon costs that axon's set crossbar bits (MER14's SOPs) and its route's mesh hops."""
+    """Member ``m``'s SOPs, neuron spikes, mesh hops and input packets (from off chip, one per target axon) for
+    each row of ``bits`` (rows, inputs) and its layers' spikes (rows, neurons of layer l): every copy of a
+    spiking neuron spikes; a spike (or an input) reaching an axon costs that axon's set crossbar bits (MER14's
+    SOPs) and its route's mesh hops."""
     row_bits = np.stack([c.crossbar.sum(1) for c in chip.cores])                     # (cores, axons)
     maps = layout.members[m]
     own = np.isin(chip.inputs[:, 1], maps[0].cores)
     per_input = np.bincount(chip.inputs[own, 0], row_bits[chip.inputs[own, 1], chip.inputs[own, 2]],
                             minlength=chip.n_inputs)
     sops = np.asarray(bits, np.float64).reshape(len(bits), -1) @ per_input
+    inputs = np.asarray(bits, np.float64).reshape(len(bits), -1) @ np.bincount(chip.inputs[own, 0],
+                                                                               minlength=chip.n_inputs)
     spikes, hops = np.zeros(len(bits)), np.zeros(len(bits))
     for lm, s in zip(maps, layer_spikes):
         s = np.asarray(s, np.float64).reshape(len(bits), -1)
@@ -432,4 +435,4 @@ def activity(chip, layout: ChipLayout, m: int, bits, layer_spikes: list) -> dict
         sops += s @ per_sop
         spikes += s @ lm.copies
         hops += s @ per_hop
-    return {"sops": sops, "spikes": spikes, "hops": hops}
+    return {"sops": sops, "spikes": spikes, "hops": hops, "inputs": inputs}

@@ -324,16 +324,20 @@ class TrueNorthProgram:
         return ProgramBackend(self)
 
     def cost(self, result: SimResult, ticks_per_inference: int, coefficients: str | None = None, *,
-             tick_hz: float = TICK_HZ, voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
+             tick_hz: float | str = TICK_HZ, voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
         """Rate-coded cost: each image holds the cores for ``ticks_per_inference`` ticks; SOPs, spikes and hops
-        as the stages counted them."""
+        as the stages counted them; input packets: the first layer's packets from off chip. ``tick_hz``: a
+        rate or "max" (``cost_model.fastest_tick_hz``); ``whole_chips``: every core of the chips used, or the
+        share of the cores used."""
         if coefficients not in (None, COEFFICIENTS):
             raise NeuroError(f"TrueNorth has one coefficient set, {COEFFICIENTS!r} (fitted to AKO15 Fig. 17 and "
                              f"MER14), got {coefficients!r}")
         ticks = result.timesteps
+        first = next((c for c in result.layers if c.name.endswith(":CoreOp")), None)
+        inputs = first.spikes / max(result.n_images, 1) / ticks if first is not None else 0.0
         return cost(result.per_image("synops") / ticks, result.per_image("spikes") / ticks,
                     result.per_image("hops") / ticks, self.mapping.cores, ticks_per_inference=ticks_per_inference,
-                    tick_hz=tick_hz, voltage=voltage, whole_chips=whole_chips)
+                    tick_hz=tick_hz, voltage=voltage, whole_chips=whole_chips, input_packets_per_tick=inputs)
 
 
 def _field_order(layer: Layer, m: np.ndarray) -> np.ndarray:
