@@ -43,7 +43,7 @@ out = {"date": datetime.date.today().isoformat(), "n_images": args.n, "ticks": a
 for ticks in sorted({t for t in (32, 64, args.ticks // 2) if t <= args.ticks} | {args.ticks}):
     for voltage in (0.8, 0.7):
         for whole in (True, False):
-            c = program.cost(r, ticks, voltage=voltage, whole_chips=whole)
+            c = program.cost(r.until(ticks), ticks, tick_hz=1000.0, voltage=voltage, whole_chips=whole)
             out[f"cost_T{ticks}_{voltage}V_{'whole' if whole else 'share'}"] = dict(
                 accuracy=float(r.accuracy_by_step[ticks - 1]), energy_per_inference_j=c.energy_per_inference_j,
                 frames_per_second=c.frames_per_second, latency_s=c.latency_s, power_w=c.power_w,

@@ -182,7 +182,7 @@ def test_program_cost_reads_the_first_layers_input_packets():
                                LayerCounts("1:Neurons", spikes=8.0),
                                LayerCounts("2:CoreOp", synops=400.0, spikes=4.0, hops=40.0)])
     program = TrueNorthProgram(None, [], SimpleNamespace(cores=10), 2, 0)
-    c = program.cost(result, 4)
+    c = program.cost(result, 4, tick_hz=1000.0)
     assert c.input_packets_per_tick == 16.0 / 2 / 4
     assert c.input_w == pytest.approx(2.0 * 1000 * E_CHIP)
     assert c.sop_w == pytest.approx(1200 / 2 / 4 * 1000 * sop_energy_j(0.8))

@@ -96,9 +96,14 @@ def test_cost_uses_the_counted_activity():
     program = compile_snn(snn)
     r = Engine(program.snn, program.backend(), threads=1).run(images[:4], np.zeros(4, np.int64), 16,
                                                                encoding="rate", progress=False)
-    c = program.cost(r, 16)
+    c = program.cost(r, 16, tick_hz=1000.0)
     assert c.cores == program.mapping.cores and c.coefficients == COEFFICIENTS
     assert c.frames_per_second == pytest.approx(1000 / 16) and c.latency_s == pytest.approx(0.016)
+    fastest = program.cost(r, 16)   # the default: the fastest tick the published limits allow
+    assert fastest.frames_per_second > c.frames_per_second
+    assert fastest.variants["real-time tick (1000 Hz)"]["frames_per_second"] == pytest.approx(1000 / 16)
+    assert fastest.variants["share of the cores used (not whole chips)"]["energy_per_inference_j"] < \
+        fastest.energy_per_inference_j
     assert c.sop_w == pytest.approx(r.per_image("synops") / 16 * 1000 * 2.297e-12, rel=1e-3)
     assert c.hop_w > 0
     with pytest.raises(NeuroError, match="one coefficient set"):

@@ -198,6 +198,7 @@ class Cost:
     calibration: str = ""                            # the held-out misses, one line
     whole_chips: bool = True
     coefficients: str = "ako15"        # COEFFICIENTS: the one set, fitted to AKO15 Fig. 17 and MER14 (above)
+    variants: dict = field(default_factory=dict)    # label: the same inference under another setting (report)
 
 
 COEFFICIENTS = Cost.coefficients

@@ -30,7 +30,7 @@ first layer, one packet from off chip per target axon. So ``result.per_image("sy
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numba import njit
@@ -324,11 +324,24 @@ class TrueNorthProgram:
         return ProgramBackend(self)
 
     def cost(self, result: SimResult, ticks_per_inference: int, coefficients: str | None = None, *,
-             tick_hz: float | str = TICK_HZ, voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
+             tick_hz: float | str = "max", voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
         """Rate-coded cost: each image holds the cores for ``ticks_per_inference`` ticks; SOPs, spikes and hops
         as the stages counted them; input packets: the first layer's packets from off chip. ``tick_hz``: a
-        rate or "max" (``cost_model.fastest_tick_hz``); ``whole_chips``: every core of the chips used, or the
-        share of the cores used."""
+        rate or "max" (``cost_model.fastest_tick_hz``, the default: the chip as fast as its published limits
+        allow, as Loihi runs unthrottled); ``whole_chips``: every core of the chips used, or the share of the
+        cores used. ``variants`` holds the real-time tick and the per-core share."""
+        main = self._cost(result, ticks_per_inference, coefficients, tick_hz, voltage, whole_chips)
+        other = {f"real-time tick ({TICK_HZ:g} Hz)": dict(tick_hz=TICK_HZ, whole_chips=whole_chips),
+                 "share of the cores used (not whole chips)": dict(tick_hz=tick_hz, whole_chips=False)}
+        variants = {}
+        for label, options in other.items():
+            if (options["tick_hz"], options["whole_chips"]) != (tick_hz, whole_chips):
+                c = self._cost(result, ticks_per_inference, coefficients, voltage=voltage, **options)
+                variants[label] = {k: getattr(c, k) for k in ("energy_per_inference_j", "frames_per_second",
+                                                              "latency_s")}
+        return replace(main, variants=variants)
+
+    def _cost(self, result, ticks_per_inference, coefficients, tick_hz, voltage, whole_chips) -> Cost:
         if coefficients not in (None, COEFFICIENTS):
             raise NeuroError(f"TrueNorth has one coefficient set, {COEFFICIENTS!r} (fitted to AKO15 Fig. 17 and "
                              f"MER14), got {coefficients!r}")
