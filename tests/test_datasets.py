@@ -287,7 +287,7 @@ def make_tree(root: Path, layout: dict, seed: int = 0, channels: int = 3, suffix
     rng = np.random.default_rng(seed)
     expected = {}
     for split, by_class in layout.items():
-        pixels, names = [], []
+        pixels = []
         for cls in sorted(by_class, reverse=True):
             for i in reversed(range(by_class[cls])):
                 image = rng.integers(0, 256, (channels, *IMAGE_HW), dtype=np.uint8)
