@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a trained ANN (.onnx, Keras .h5, torch .pt) into an SNN file",
                        description="Convert a trained ANN into a spiking network by data-based normalisation.")
     c.add_argument("model", help="model file: .onnx, Keras .h5, or a torch checkpoint (.pt/.pth)")
-    c.add_argument("--data", default="mnist", help="dataset whose training split calibrates the scales (default: mnist)")
+    c.add_argument("--data", default="mnist",
+                   help="dataset whose training split calibrates the scales: mnist, cifar10 or imagefolder:PATH "
+                        "(default: mnist)")
     c.add_argument("--data-root", help="folder with the dataset files (default: $NEURO_DATA, then the cache)")
     c.add_argument("-o", "--output", required=True, help="SNN file to write (HDF5)")
     c.add_argument("--calibration", type=int, default=1000, help="training images used to calibrate (default: 1000)")
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run an SNN file on a dataset and report accuracy step by step",
                        description="Simulate an SNN on test images; print accuracy after every time step.")
     s.add_argument("snn", help="SNN file written by `neuro convert`")
-    s.add_argument("--data", default="mnist", help="dataset (default: mnist)")
+    s.add_argument("--data", default="mnist", help="dataset: mnist, cifar10 or imagefolder:PATH (default: mnist)")
     s.add_argument("--data-root", help="folder with the dataset files (default: $NEURO_DATA, then the cache)")
     s.add_argument("--split", default="test", choices=("test", "train"), help="dataset split (default: test)")
     s.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")

@@ -3,7 +3,7 @@
 ``run_experiment(config, out_dir)`` writes ``out_dir/<config stem>.h5`` part by part (see
 ``neuro.results``); with ``resume=True`` the parts already in that file are skipped. The TOML keys,
 their defaults and checks are in ``SCHEMA``; ``experiments/mnist.toml`` is the default experiment.
-Paths in the file (model, recorded baselines) are relative to the file.
+Paths in the file (model, recorded baselines, an ``imagefolder:PATH`` data set) are relative to the file.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _each(check):
 #: section -> key -> (type, default, check returning an error text or None); "" is the top level.
 SCHEMA = {
     "": {"seed": (int, 0, None)},
-    "data": {"dataset": (str, "mnist", _one_of(*datasets.SPLITS)), "images": (int, 1000, _positive)},
+    "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive)},
     "model": {"path": (str, REQUIRED, None)},
     "conversion": {
         "calibration": (int, 1000, _positive),
@@ -204,7 +204,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         results.add_part(out, "meta", lambda g: results.write_meta(g, config.name, config.text, seed,
                                                                   _system(), system.utc_now()))
     data = config["data"]
-    images, labels = datasets.load(data["dataset"], split="test")
+    images, labels = datasets.load(_dataset(config), split="test")
     images, labels = images[:data["images"]], labels[:data["images"]]
     if "conversion" in done:
         snn, ann_accuracy = results.read_snn(out), results.read(out).conversion["ann_accuracy"]
@@ -235,13 +235,21 @@ def _system() -> dict:
     return info
 
 
+def _dataset(config: Config) -> str:
+    """The data spec, an ``imagefolder:PATH`` taken relative to the TOML file like every path in it."""
+    spec = config["data"]["dataset"]
+    if spec.startswith(datasets.IMAGEFOLDER):
+        return datasets.IMAGEFOLDER + str(config.resolve(spec[len(datasets.IMAGEFOLDER):]))
+    return spec
+
+
 def _convert(config: Config, seed: int):
     from neuro import ann
     from neuro.convert import convert
 
     c = config["conversion"]
     net = ann.load_model(config.resolve(config["model"]["path"]))
-    train, _ = datasets.load(config["data"]["dataset"], split="train")
+    train, _ = datasets.load(_dataset(config), split="train")
     rng = np.random.default_rng(seed)
     calib = train[np.sort(rng.choice(len(train), min(c["calibration"], len(train)), replace=False))]
     snn = convert(net, calib, percentile=c["percentile"], reset=c["reset"], leak=c["leak"], v_init=c["v_init"],
