@@ -210,3 +210,23 @@ def test_chips_need_the_rate_encoding(tmp_path, mnist_test):
     text = TINY.replace('chips = ["float"]', 'chips = ["loihi"]')
     with pytest.raises(NeuroError, match="rate encoding"):
         experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
+
+
+def test_ci_fails_when_the_lava_tests_cannot_run(tmp_path):
+    """.ci/run sets NEURO_REQUIRE_LAVA=1 for the Lava venv: there, a Lava test that skips must fail the run."""
+    import os
+    import subprocess
+    import sys
+    from importlib.util import find_spec
+
+    from conftest import REPO
+
+    if find_spec("lava") is not None:
+        pytest.skip("lava-nc is importable here, so the Lava tests would run rather than skip")
+    env = {**os.environ, "NEURO_REQUIRE_LAVA": "1"}
+    args = [sys.executable, "-m", "pytest", "-q", "-m", "lava", "-p", "no:cacheprovider", "tests/test_netx.py",
+            "tests/test_loihi.py"]
+    required = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert required.returncode == 1 and "NEURO_REQUIRE_LAVA=1 but this Lava test was skipped" in required.stdout
+    relaxed = subprocess.run(args, cwd=REPO, env={**env, "NEURO_REQUIRE_LAVA": ""}, capture_output=True, text=True)
+    assert relaxed.returncode == 0 and "skipped" in relaxed.stdout
