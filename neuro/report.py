@@ -154,7 +154,7 @@ def _energy_figure(studies: list[_Study], path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7.4, 5.0), dpi=120)
     seen = set()
 
-    def point(v: Value, accuracy: float, acc_range, label: str, marker: str):
+    def point(v: Value, accuracy: float, acc_range, label: str, marker: str, offset=(5, 3)):
         lo, hi = compare.bounds(v)
         err = 100 * (1 - accuracy)
         yerr = None if acc_range is None else [[err - 100 * (1 - acc_range[1])], [100 * (1 - acc_range[0]) - err]]
@@ -162,16 +162,18 @@ def _energy_figure(studies: list[_Study], path: Path) -> str:
                     color=COLORS.get(v.provenance, "k"), ms=6, capsize=2, zorder=3,
                     label=v.provenance if v.provenance not in seen else None)
         seen.add(v.provenance)
-        ax.annotate(label, (v.value, err), textcoords="offset points", xytext=(5, 3), fontsize=6)
+        ax.annotate(label, (v.value, err), textcoords="offset points", xytext=offset, fontsize=6,
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if offset != (5, 3) else None)
 
     for s in studies:
         tag = f"{s.name}: " if len(studies) > 1 else ""
         for row in s.rows:
             if row.energy is not None and row.energy.value is not None:
                 point(row.energy, row.accuracy, row.interval, f"{tag}{_label(row.name)} (step {row.step})", "s")
-        if s.ann is not None:
-            for ref in s.refs:
-                point(ref.energy, s.ann, None, f"{tag}{ref.label}", "o")
+        if s.ann is not None:  # the references share one accuracy: labels fanned out below and above
+            for k, ref in enumerate(sorted(s.refs, key=lambda r: r.energy.value)):
+                offset = (-30, -(14 + 9 * (k // 2))) if k % 2 else (10, 14 + 9 * (k // 2))
+                point(ref.energy, s.ann, None, f"{tag}{ref.label}", "o", offset)
     for p in PUBLISHED_POINTS:
         if p.accuracy is not None and p.energy_j is not None:
             point(Value(p.energy_j, "J/image", PUBLISHED), p.accuracy, None, f"{p.system} ({p.task})", "^")
@@ -185,6 +187,8 @@ def _energy_figure(studies: list[_Study], path: Path) -> str:
                  "(bars: low-high range of modeled/estimated energy, 95 % interval of accuracy)", fontsize=8)
     lo, hi = ax.get_xlim()
     ax.set_xlim(lo, hi * 30)  # room for the labels
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo / 4, hi * 2)
     return _save(fig, path)
 
 
@@ -212,12 +216,12 @@ def _fps_figure(studies: list[_Study], path: Path) -> str:
     ax.axvspan(*HEADLINE_FPS, color="0.85", zorder=0, label="ESS16: 1,200-2,600 frames/s")
     ax.set_yticks(y, [b[0] for b in bars], fontsize=6)
     ax.set_xscale("log")
-    ax.set_xlim(1, max(b[3] for b in bars) * 30)
+    ax.set_xlim(1, max(b[3] for b in bars) * 1000)  # room for the numbers
     ax.set_xlabel("frames (images) per second, log scale")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     kinds = [k for k in COLORS if any(b[4] == k for b in bars)]
     ax.legend([plt.Rectangle((0, 0), 1, 1, color=COLORS[k]) for k in kinds] +
-              [plt.Rectangle((0, 0), 1, 1, color="0.85")], kinds + ["ESS16 claim"], loc="lower right",
+              [plt.Rectangle((0, 0), 1, 1, color="0.85")], kinds + ["ESS16 claim"], loc="center right",
               fontsize=7, title="provenance", title_fontsize=7)
     ax.set_title("frames/s per platform (bars: ranges; published points come from other networks)", fontsize=8)
     return _save(fig, path)
