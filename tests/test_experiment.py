@@ -147,6 +147,7 @@ def test_report(tiny_run, tmp_path):
     (lambda t: t.replace(f'path = "{REFERENCE_ONNX}"', 'path = "missing.onnx"'), "model.path names 'missing.onnx'"),
     (lambda t: t.replace(f'path = "{REFERENCE_ONNX}"\n', ""), "missing key 'model.path'"),
     (lambda t: t.replace("seed = 1", "seed = 1.5"), "'seed' must be an integer"),
+    (lambda t: t + "[report]\ntolerance = -1\n", "'report.tolerance' must be in"),
     (lambda t: t.replace("seed = 1", "seed = "), "is not valid TOML"),
 ])
 def test_bad_config(tmp_path, edit, message):
@@ -160,6 +161,7 @@ def test_default_experiment_is_valid():
     assert config.name == "mnist" and config["emulation"]["chips"] == ["float", "loihi", "truenorth"]
     assert config["emulation"]["encoding"] == "rate" and config["emulation"]["coefficients"] == ""
     assert config["baselines"]["batches"] == [1, 16, 256, 4096]
+    assert config["report"]["tolerance"] == 0.5
 
 
 def test_command_line(tiny_run, tmp_path, capsys):
