@@ -41,7 +41,7 @@ from neuro.encode import Playback
 from neuro.sim import Engine
 from neuro.snn import SNN, Neurons, Synapses
 
-SIZES = (390, 256, 256, 29)   # Blouw et al. 2019 keyword spotting (REFERENCES.md section 2)
+SIZES = (390, 256, 256, 29)   # Blouw et al. 2019 keyword spotting (docs/references.md section 2)
 INPUT_DENSITY = 0.2           # fraction of inputs spiking per step
 RUNS = ("lava", "lava_monitored", "loihi_same_samples", "loihi_batch", "float_batch")
 

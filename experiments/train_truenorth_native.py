@@ -1,6 +1,6 @@
 """Train TrueNorth-native MNIST networks (the ESS15/ESS16 approach) and export integer codes and thresholds.
 
-Every neuron respects a TrueNorth core from the start (REFERENCES.md section 1; ESS16's constraints):
+Every neuron respects a TrueNorth core from the start (docs/references.md section 1; ESS16's constraints):
 trinary weights {-1, 0, +1} (a +/- axon pair per input, so at most 128 distinct inputs per neuron),
 binary spiking activations, filter groups so that each neuron's inputs fit one core.
 

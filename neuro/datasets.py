@@ -5,8 +5,8 @@
 MNIST: each IDX file (``.gz`` or raw) is looked for in, in order: an explicit ``root`` directory,
 ``$NEURO_DATA``, the repository's ``datasets/`` cache (``CACHE_DIR``), each either in a ``<name>/``
 subfolder or directly; if none has it and ``download=True``, it is downloaded from ``MIRRORS`` into
-``CACHE_DIR/<name>/``. Whatever the source, the decompressed bytes must match the sha256 in DESIGN.md
-("Data"), so a truncated or wrong file is an error, never silently wrong data.
+``CACHE_DIR/<name>/``. Whatever the source, the decompressed bytes must match the sha256 in ``SHA256``
+(docs/datasets.md), so a truncated or wrong file is an error, never silently wrong data.
 
 CIFAR-10: the first of those folders holding one of ``CIFAR10_ARCHIVES`` (the canonical
 ``cifar-10-python.tar.gz``, preferred, or the JPEG image-folder copy ``cifar10-jpeg.tar.xz``) is used,
@@ -94,7 +94,7 @@ NORMALISATION_KEY = "normalisation"
 #: Version of the decoded-cache format; a cache written by another version is rebuilt.
 CACHE_VERSION = 1
 
-#: sha256 of the decompressed IDX files (DESIGN.md, "Data").
+#: sha256 of the decompressed MNIST IDX files (also listed in docs/datasets.md).
 SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

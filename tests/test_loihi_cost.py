@@ -1,5 +1,5 @@
 """Loihi mapping and cost model: per-core limits and their errors, placement, cost arithmetic by hand,
-coefficient sets, and the calibration points of docs/chips/loihi.md (REFERENCES.md section 2)."""
+coefficient sets, and the calibration points of docs/chips/loihi.md (docs/references.md section 2)."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """TrueNorth core: hand-derived traces per mode, CAS13-style behaviours, stochastic statistics, a literal
-reference of REFERENCES.md's equations on random cores, seeding, bad inputs."""
+reference of docs/references.md's equations on random cores, seeding, bad inputs."""
 
 import numpy as np
 import pytest
@@ -290,7 +290,7 @@ def _F(s, r):
 
 
 def _reference(core, x, seed):
-    """REFERENCES.md "TrueNorth neuron" written out with its delta functions, draws in the documented order."""
+    """docs/references.md "TrueNorth neuron" written out with its delta functions, draws in the documented order."""
     rho = _rho_stream(seed)
     sgn, delta, F = np.sign, _delta, _F
     v = core.v0.astype(np.int64).copy()

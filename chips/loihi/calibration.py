@@ -1,5 +1,6 @@
 """The published Loihi 1 runs the cost model is checked against, rebuilt as synthetic networks of the published
-shapes with a stated activity (docs/chips/loihi.md "Calibration"; REFERENCES.md section 2).
+shapes with a stated activity (docs/chips/loihi.md "Calibration"; docs/references.md section 2,
+"Measured Loihi runs").
 
 The weights are random (8-bit, all non-zero: only the shapes and the non-zeros matter to the cost model); the
 activity is assumed, because none of the publications gives per-layer rates.

@@ -22,7 +22,7 @@ from neuro.snn import SNN, Neurons, Synapses
 
 DEFAULT_VTH = 1 << 10   # threshold mantissa: v counts 2^16 units per threshold, so u and v hold +-128 thresholds
 #                         before wrapping or saturating (24-bit state) while 8-bit weights set the precision
-MANTISSA_MAX = 254      # mixed-sign 8-bit weights are even values in [-256, 254] (REFERENCES "weights")
+MANTISSA_MAX = 254      # mixed-sign 8-bit weights are even values in [-256, 254] (docs/references.md "weights")
 
 
 @dataclass

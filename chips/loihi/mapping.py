@@ -34,7 +34,7 @@ CHIP_CORES = 128                       # neuromorphic cores per Loihi 1 chip (DA
 CORE_COMPARTMENTS = 1024               # compartments per core (DAV18 [sec]; nengo-loihi MAX_COMPARTMENTS)
 CORE_INPUT_AXONS = 4096                # input axons per core (DAV18 [sec]; nengo-loihi MAX_IN_AXONS)
 CORE_OUTPUT_AXONS = 4096               # output axons per core (DAV18 [sec]; nengo-loihi MAX_OUT_AXONS)
-WORD_BITS = 64                         # synapse memory word (REFERENCES: 128 KB = 16,384 x 64-bit words)
+WORD_BITS = 64                         # synapse memory word (docs/references.md: 128 KB = 16,384 x 64-bit words)
 CORE_SYNAPSE_WORDS = 16384             # 128 KB per core (DAV18 [sec]; nengo-loihi MAX_SYNAPSE_BITS = 2^20)
 SYNAPSE_GROUP = 64                     # synapses per group: numSynapses + 1 with the 6-bit count field
 #                                        (nengo-loihi SynapseFmt, N_SYNAPSES_BITS = 6) [unsure: nengo-loihi sets 63]

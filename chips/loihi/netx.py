@@ -1,7 +1,7 @@
 """Export a compiled Loihi program as a lava-dl netx HDF5 file, and read such files back.
 
-Layout (lava-dl 0.6: slayer ``export_hdf5`` writes it, ``lava.lib.dl.netx.hdf5.Network`` reads it; REFERENCES.md
-section 3). Every entry is a dataset, as slayer writes them:
+Layout (lava-dl 0.6: slayer ``export_hdf5`` writes it, ``lava.lib.dl.netx.hdf5.Network`` reads it;
+docs/references.md, "lava-dl netx layout"). Every entry is a dataset, as slayer writes them:
 
     /layer/0/               type b"input", shape (C, H, W) or (n,)   (no neuron/: netx takes only the input shape)
     /layer/{i}/  conv:      type b"conv", shape (C, H, W) of the output, inChannels, outChannels, kernelSize (kH, kW),

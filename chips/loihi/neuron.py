@@ -1,7 +1,7 @@
 """Intel Loihi 1: CUBA LIF cores, bit-exact to Lava's fixed-point models, on the engine's seam.
 
 Per step, for each population fed by one synapse op (Lava ``PyDenseModelBitAcc`` + ``PyLifModelBitAcc``,
-lava-nc 0.10; REFERENCES.md section 2, "Lava bit-accurate semantics"):
+lava-nc 0.10; docs/references.md section 2, "Lava bit-accurate semantics"):
 
     a[t]  = int32((W s[t-1]) << weight_exp)             one step of synaptic latency; >> if weight_exp < 0
     u     = wrap24(trunc0(u (4096 - du - 1) / 4096) + int32(a[t] << 6))
@@ -11,7 +11,8 @@ lava-nc 0.10; REFERENCES.md section 2, "Lava bit-accurate semantics"):
 trunc0 rounds toward zero (Lava: sign(x) (|x| >> 12)); wrap24 subtracts 2^24 once above 2^23 and adds it
 once at or below -2^23. W holds the weights after Lava's clipping and truncation to ``num_weight_bits``.
 
-The engine propagates spikes through W in float32, exact for integer sums below 2^24 (DESIGN.md); this
+The engine propagates spikes through W in float32, exact for integer sums below 2^24 (float32 has a
+24-bit significand, so every integer of magnitude up to 2^24 is representable; docs/conversion.md); this
 module keeps the weights as integers in float32, checks that bound, and runs the integer neuron dynamics
 in its own numba kernel. ``simulate_chain`` is the conformance entry point (a Lava chain on the engine);
 ``compile_snn`` quantises a converted SNN into Loihi layers; ``map_layers`` puts them on cores and chips and
@@ -31,18 +32,18 @@ from neuro.errors import NeuroError
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
 
-# --- constants (REFERENCES.md section 2; Lava = lava-nc 0.10 lava/proc/lif/models.py, dense/models.py,
+# --- constants (docs/references.md section 2; Lava = lava-nc 0.10 lava/proc/lif/models.py, dense/models.py,
 # lava/utils/weightutils.py) -----------------------------------------------------------------------------
 DECAY_SHIFT = 12                     # du, dv are 12-bit: decays are x (4096 - d) >> 12 (Lava decay_shift)
 DECAY_UNITY = 1 << DECAY_SHIFT       # 4096 (Lava decay_unity)
 DS_OFFSET = 1                        # 1-bit register added to du: current decay 4096 - (du + 1) (Lava ds_offset)
 DM_OFFSET = 0                        # the same register for dv, 0 on Loihi 1 (Lava dm_offset)
 DECAY_MAX = DECAY_UNITY - 1          # du, dv: unsigned 12-bit, 0..4095 (Lava PyLifModelBitAcc docstring)
-UV_BITS = 24                         # u, v are 24-bit signed (Lava uv_bitwidth; REFERENCES "state")
+UV_BITS = 24                         # u, v are 24-bit signed (Lava uv_bitwidth; docs/references.md "state")
 UV_HALF = 1 << (UV_BITS - 1)         # 2^23: u wraps beyond it, v saturates at +-(2^23 - 1) (Lava max_uv_val)
 ACT_SHIFT = 6                        # synaptic input MSB-aligned by << 6 (Lava act_shift)
 VTH_SHIFT = 6                        # threshold used as vth << 6 (Lava vth_shift)
-VTH_MAX = (1 << 17) - 1              # vth: unsigned 17-bit (Lava PyLifModelBitAcc docstring; REFERENCES "state")
+VTH_MAX = (1 << 17) - 1              # vth: unsigned 17-bit (Lava PyLifModelBitAcc; docs/references.md "state")
 BIAS_MANT_BITS = 13                  # bias mantissa: signed 13-bit, -4096..4095 (Lava PyLifModelBitAcc docstring)
 BIAS_EXP_MAX = 7                     # bias exponent: 3-bit unsigned on the chip, 0..7 (Lava docstring)
 BIAS_EXP_MIN = -BIAS_MANT_BITS       # Lava's scale_bias shifts right for a negative exponent; below -13 a
@@ -50,9 +51,9 @@ BIAS_EXP_MIN = -BIAS_MANT_BITS       # Lava's scale_bias shifts right for a nega
 WEIGHT_BITS = 8                      # weights clipped to 8 bits + sign: mixed [-256, 255], excitatory
 #                                      [0, 255], inhibitory [-255, 0] (Lava clip_weights(num_bits=8))
 WEIGHT_MIN, WEIGHT_MAX = -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1
-WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7   # weight exponent range (REFERENCES "weights": nengo-loihi, Lava)
+WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7   # weight exponent range (docs/references.md "weights": nengo-loihi, Lava)
 NUM_WEIGHT_BITS_MIN, NUM_WEIGHT_BITS_MAX = 1, 8  # Lava truncate_weights(max_num_weight_bits=8)
-FLOAT32_EXACT = 1 << 24              # integer sums below 2^24 are exact in the engine's float32 (DESIGN.md)
+FLOAT32_EXACT = 1 << 24              # integer sums below 2^24 are exact in float32 (24-bit significand)
 
 
 # --- parameter checks ------------------------------------------------------------------------------------

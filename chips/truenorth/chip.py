@@ -1,6 +1,6 @@
 """IBM TrueNorth chip: many cores of ``chips.truenorth`` connected by the spike router, run tick by tick.
 
-Per tick t (REFERENCES.md section 1; MER14 [sec] for routing and delays):
+Per tick t (docs/references.md section 1; MER14 [sec] for routing and delays):
 
 1. Axons active in tick t: the external inputs of ``input_spikes[t]`` (delay 0, as in ``simulate_core``)
    and the routed spikes scheduled for tick t. Axons are binary: an axon reached twice in one tick (by two

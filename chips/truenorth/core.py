@@ -1,7 +1,7 @@
 """IBM TrueNorth: one neurosynaptic core (256 axons x 256 neurons, 4 axon types) with the published
 neuron model, run on the engine's seam (``neuro.sim.Backend``).
 
-Per tick, each neuron j does (REFERENCES.md section 1, "TrueNorth neuron", from CAS13):
+Per tick, each neuron j does (docs/references.md section 1, "TrueNorth neuron", from CAS13):
 
 1. integrate  V += sum_i A_i w_ij [(1 - b_j^G) s_j^G + b_j^G F(s_j^G, rho)]     G = type of axon i
 2. leak       V += Omega [(1 - c_j) lambda_j + c_j F(lambda_j, rho)],  Omega = (1 - eps_j) + eps_j sgn(V)
@@ -12,7 +12,7 @@ Per tick, each neuron j does (REFERENCES.md section 1, "TrueNorth neuron", from 
 5. saturate   V = clip(V, -2^19, 2^19 - 1)                                      20-bit signed V
 
 with F(s, rho) = sgn(s) if |s| >= rho else 0. Steps 1-4 run in int64 and V is clipped once, at step 5,
-in the order REFERENCES gives; whether the chip also saturates in between is not published [unsure].
+in the order docs/references.md gives; whether the chip also saturates in between is not published [unsure].
 Since rho is uniform on 0..255, a stochastic synapse or leak of value s != 0 adds sgn(s) with
 probability (|s| + 1) / 256 (|s| <= 255) and always for s = -256.
 
@@ -54,15 +54,15 @@ from neuro.errors import NeuroError
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
 
-# --- constants (REFERENCES.md section 1; tags as there) -------------------------------------------------
+# --- constants (docs/references.md section 1; tags as there) --------------------------------------------
 CORE_AXONS = 256                       # input axons per core (MER14 [sec])
 CORE_NEURONS = 256                     # neurons per core, 256 x 256 binary crossbar (MER14 [sec])
 AXON_TYPES = 4                         # axon types per core, 2 bits per axon (MER14 [sec])
 WEIGHT_MIN, WEIGHT_MAX = -256, 255     # one signed 9-bit weight per neuron and axon type (MER14 S8 [sec])
 V_BITS = 20                            # membrane potential, signed 20-bit (MER14 S8 [sec])
 V_MIN, V_MAX = -(1 << (V_BITS - 1)), (1 << (V_BITS - 1)) - 1
-RHO_BITS = 8                           # rho: a fresh pseudo-random 8-bit number per use (REFERENCES, CAS13)
-RESET_MODES = (0, 1, 2)                # gamma: 0 reset to R, 1 subtract threshold, 2 no reset (CAS13 via REFERENCES)
+RHO_BITS = 8                           # rho: a fresh pseudo-random 8-bit number per use (CAS13, docs/references.md)
+RESET_MODES = (0, 1, 2)                # gamma: 0 reset to R, 1 subtract threshold, 2 no reset (CAS13, docs/references.md)
 # widths the literature leaves open [unsure]: our choices, see the module docstring
 LEAK_MIN, LEAK_MAX = -256, 255         # lambda: signed 9-bit, the width of the weights it is added like
 THRESHOLD_MAX = (1 << 18) - 1          # alpha, beta: unsigned 18-bit; alpha + 255 < 2^19 keeps them in V's range

@@ -1,7 +1,7 @@
 """Mapping a converted SNN onto TrueNorth cores: weight schemes, fan-in split, fan-out splitters, placement.
 
 A core has 256 axons, 256 neurons, a binary crossbar and 4 axon types; neuron j's synapse on axon i is
-crossbar[i, j] x weights[j, type(i)] (MER14 S8, REFERENCES.md section 1). A float weight matrix W (out, in)
+crossbar[i, j] x weights[j, type(i)] (MER14 S8, docs/references.md section 1). A float weight matrix W (out, in)
 is written as codes x per-neuron scale, each input driving ``copies`` axons of types 0..copies-1:
 
 * ``trinary``: codes in {-1, 0, +1}, two copies per input (type 0 weight +u, type 1 weight -u), so 128
@@ -50,7 +50,7 @@ from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 SCHEMES = ("trinary", "multilevel")
 MAX_LEVELS = AXON_TYPES                  # multilevel: one axon type per bit, 4 types (MER14)
 MIN_LEVELS = 2                           # one bit has no sign: two's complement needs two
-RESET_MODE = {"subtract": 1, "zero": 0}  # neuro.snn reset -> TrueNorth gamma (CAS13 via REFERENCES)
+RESET_MODE = {"subtract": 1, "zero": 0}  # neuro.snn reset -> TrueNorth gamma (CAS13, docs/references.md)
 
 
 # --- weight schemes --------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ j of a layer fires iff s_j = sum_i c_ji x_i >= theta_j, with codes c in {-1, 0, 
 the layer below (of the input bits for the first layer) and theta an integer threshold. The last layer's
 spikes vote: output channel c counts for class ``classes[c]``, a class's score is its number of spikes.
 
-On the chip (REFERENCES.md section 1, MER14 / CAS13 equations as in ``chips.truenorth``):
+On the chip (docs/references.md section 1, MER14 / CAS13 equations as in ``chips.truenorth``):
 
 * an input used by a core gets a +/- axon pair there: axon type 0 (weight +1) carries the crossbar bits
   of the +1 codes, type 1 (weight -1) those of the -1 codes; a pair member no neuron of the core uses
@@ -36,7 +36,7 @@ from chips.truenorth.chip import Chip, placement, run_chip
 from neuro.errors import NeuroError
 
 INPUT_LEVELS = (0.25, 0.75)          # thermometer code of a pixel in [0, 1]: one input bit per level (our choice)
-MAX_FAN_IN = CORE_AXONS // 2         # a +/- axon pair per input (REFERENCES: 256 axons per core)
+MAX_FAN_IN = CORE_AXONS // 2         # a +/- axon pair per input (docs/references.md: 256 axons per core)
 THETA_MIN, THETA_MAX = 1 - LEAK_MAX, 1 - LEAK_MIN   # theta = 1 - lambda with lambda in the leak range
 DELAY = 1                            # ticks between layers (route delay 1..15, MER14)
 

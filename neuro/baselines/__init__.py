@@ -3,7 +3,7 @@
 Per batch size: throughput (images/s), latency p50/p99 of one batch, energy per image (total and
 idle-subtracted) from NVML or RAPL where readable, else "not measurable here". Warm-up is discarded
 and each point is timed over a window well above 100 ms. Every number carries its provenance
-(REFERENCES.md section 4). ``python -m neuro.baselines MODEL.onnx`` prints a table or JSON.
+(docs/references.md section 4). ``python -m neuro.baselines MODEL.onnx`` prints a table or JSON.
 """
 
 from neuro.baselines.energy import EnergyUnavailable, NvmlEnergyReader, RaplReader

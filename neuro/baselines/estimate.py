@@ -477,7 +477,7 @@ MLPERF_BATCH = 2048  # our choice: a large offline batch (the MLPerf offline sce
 
 def checks() -> list[Check]:
     """Every published point with the estimate of it (point, low, high) and the ratio estimate / published."""
-    blouw = "Blouw et al. 2019, Table 1 (batch 1); batch 64 derived from the paper's logs (REFERENCES.md)"
+    blouw = "Blouw et al. 2019, Table 1 (batch 1); batch 64 derived from the paper's logs (docs/references.md)"
     kws = blouw_mlp_work()
     b1 = estimate_gpu(kws, "Quadro-K4000", 1, "fp32", "tf1-session")
     b64 = estimate_gpu(kws, "Quadro-K4000", 64, "fp32", "tf1-session")
