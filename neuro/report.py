@@ -27,6 +27,8 @@ from neuro.published import (HEADLINE_FPS, HEADLINE_POWER_RATIO, MER14_CPU_POWER
 from neuro.results import PUBLISHED, Results
 
 PUBLISHED_POINTS = NEUROMORPHIC + OTHER_CHIPS
+#: A 1-minute load average above this when the CPU baselines start means other work shared the cores.
+BUSY_LOAD = 0.5
 COLORS = {"measured": "C0", "recorded": "C1", "modeled": "C2", "estimated": "C3", PUBLISHED: "0.45"}
 
 
@@ -306,6 +308,12 @@ def _baselines_section(studies: list[_Study]) -> list[str]:
                 if not p.points:
                     lines.append(f"| {p.name} ({s.name}, {b.source}) | {p.status} | | | | | |")
                     continue
+                load = b.results.system.get("load_average_1min")
+                if p.name.startswith("cpu") and load is not None and load > BUSY_LOAD:
+                    notes.append(f"- **Busy machine**: 1-minute load average {load:.1f} on "
+                                 f"{b.results.system.get('usable_cpus')} CPUs when {p.name} was measured: its "
+                                 "threads wait for cores other work holds, so its images/s understate the CPU "
+                                 "(docs/results.md, \"CPU baselines on a busy machine\"); measure on a quiet machine.")
                 notes.append(f"- {p.name} ({s.name}, {b.source}{' from ' + b.file if b.file else ''}): {p.runtime}; "
                              f"{p.driver + '; ' if p.driver else ''}{p.threads} threads; energy: {p.energy_source}; "
                              f"argmax agreement with the IR: {fmt(p.agreement)}; window "

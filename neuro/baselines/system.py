@@ -45,6 +45,7 @@ def describe() -> dict:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable_cpus(),
         "os": f"{platform.system()} {platform.release()}",
+        "load_average_1min": os.getloadavg()[0],  # other work on the CPUs distorts CPU timings (docs/results.md)
         "versions": versions(),
     }
 
