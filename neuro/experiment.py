@@ -21,7 +21,7 @@ from neuro import datasets, results
 from neuro.baselines import PLATFORMS, Settings, measure, read_json, system
 from neuro.baselines.results import Value
 from neuro.errors import NeuroError
-from neuro.sim import Engine
+from neuro.sim import Engine, default_threads
 
 FLOAT = "float"  # the float SNN itself, no chip model
 REQUIRED = object()
@@ -228,8 +228,10 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
 
 
 def _system() -> dict:
-    """The machine and the versions of every library that shapes the numbers."""
+    """The machine (CPU model, CPU counts, the engine's threads) and the versions of every library that shapes
+    the numbers."""
     info = system.describe()
+    info["engine_threads"] = default_threads()
     for pkg in ("numba", "h5py", "matplotlib"):
         info["versions"][pkg] = metadata.version(pkg)
     return info

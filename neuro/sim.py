@@ -268,6 +268,11 @@ class SimResult:
 
 # --- the engine ---------------------------------------------------------------------------------------
 
+def default_threads() -> int:
+    """The engine's thread count when none is given: one per CPU (results do not depend on it)."""
+    return os.cpu_count() or 1
+
+
 class Engine:
     """Compiles an SNN into stages once; ``run`` simulates any number of images in batches.
 
@@ -282,7 +287,7 @@ class Engine:
         self.shapes = snn.shapes()
         if len(self.shapes[-1]) != 1:
             raise NeuroError(f"the SNN's output has shape {self.shapes[-1]}: it must be a flat class vector")
-        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.threads = max(1, threads or default_threads())
         self.workers = [self._build_stages() for _ in range(self.threads)]
         self.stages = self.workers[0]
         self.names = [f"{i}:{type(getattr(op, 'op', op)).__name__}" for i, op in enumerate(snn.ops)]
@@ -319,8 +324,8 @@ class Engine:
         """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step.
 
         ``encoding``: "current", "rate", or an object with ``for_batch(images, start)`` like
-        ``encode.Encoder`` (e.g. a recorded spike train); rate spikes are reproducible for a given
-        seed, batch size and thread count. ``record_counts`` keeps each neuron's total spikes;
+        ``encode.Encoder`` (e.g. a recorded spike train); rate spikes depend on the seed and each
+        image's index only, not on the batch size or thread count. ``record_counts`` keeps each neuron's total spikes;
         ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
         """
         self.snn.check_input(images)
