@@ -331,6 +331,8 @@ class Engine:
         self.snn.check_input(images)
         if timesteps < 1:
             raise NeuroError(f"timesteps must be at least 1, got {timesteps}")
+        if batch_size < 1:
+            raise NeuroError(f"batch_size must be at least 1, got {batch_size}")
         if len(images) != len(labels):
             raise NeuroError(f"{len(images)} images but {len(labels)} labels")
         encoder = encode.Encoder(encoding, seed) if isinstance(encoding, str) else encoding
@@ -349,7 +351,7 @@ class Engine:
             predictions[rows] = self._run_slice(self.workers[w], images[rows], labels[rows], timesteps, inputs,
                                                 counts[w], by_step[w], correct[w], rec, rows, bar)
 
-        with ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
+        with bar, ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
                 bounds = np.linspace(start, stop, len(self.workers) + 1).astype(int)
@@ -357,7 +359,6 @@ class Engine:
                         if b > a]
                 for job in jobs:
                     job.result()
-        bar.close()
         layers = [LayerCounts(name) for name in self.names]
         for layer, per_worker in zip(layers, zip(*counts)):
             for f in LAYER_COUNT_FIELDS:
