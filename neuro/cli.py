@@ -126,15 +126,24 @@ def cmd_simulate(args) -> None:
     if chip_cost is not None:
         summary.update(energy_per_inference_j=chip_cost.energy_per_inference_j,
                        frames_per_second=chip_cost.frames_per_second, latency_s=chip_cost.latency_s,
+                       ranges={k: list(v) for k, v in getattr(chip_cost, "ranges", {}).items()},
                        cores=chip_cost.cores, chips=chip_cost.chips, coefficients=chip_cost.coefficients)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(format_table(result, ann_accuracy, seconds))
         if chip_cost is not None:
-            print(f"{args.chip} ({chip_cost.coefficients}, modeled): {chip_cost.energy_per_inference_j * 1e6:.4g} uJ "
-                  f"per inference, {chip_cost.frames_per_second:.4g} frames/s, latency "
-                  f"{chip_cost.latency_s * 1e3:.4g} ms, {chip_cost.cores} cores on {chip_cost.chips} chip(s)")
+            print(f"{args.chip} ({chip_cost.coefficients}, modeled over all {args.timesteps} steps; low-high range): "
+                  f"{_ranged(chip_cost, 'energy_per_inference_j', 1e6)} uJ per inference, "
+                  f"{_ranged(chip_cost, 'frames_per_second')} frames/s, latency {_ranged(chip_cost, 'latency_s', 1e3)}"
+                  f" ms, {chip_cost.cores} cores on {chip_cost.chips} chip(s)")
+
+
+def _ranged(cost, name: str, scale: float = 1.0) -> str:
+    """A cost figure with its low-high range where the chip gives one: "610 (110-3,600)"."""
+    value = f"{getattr(cost, name) * scale:.2g}"
+    low, high = getattr(cost, "ranges", {}).get(name, (None, None))
+    return value if low is None else f"{value} ({low * scale:.2g}-{high * scale:.2g})"
 
 
 def cmd_chips(args) -> None:
