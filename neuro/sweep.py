@@ -4,6 +4,8 @@ A sweep file names a base experiment and the axes to vary (docs/sweeps.md)::
 
     base = "mnist.toml"                     # relative to the sweep file
     shards = 1                              # > 1: each point's images split over that many Dask tasks
+    [set]                                   # keys set at every point (not columns of the table)
+    "baselines.platforms" = []
     [axes]
     "emulation.timesteps" = [8, 16, 32]     # any experiment key, "section.key" (top-level keys bare: seed)
     seed = [0, 1, 2]
@@ -56,11 +58,12 @@ class Sweep:
     base: Path
     axes: dict            # axis -> list of values
     shards: int
+    fixed: dict           # key -> value set at every point
     points: list[Point]
 
     def manifest(self) -> dict:
         return {"format": FORMAT, "version": 1, "sweep_file": str(self.path), "sweep": self.text,
-                "base": str(self.base), "axes": self.axes, "shards": self.shards,
+                "base": str(self.base), "set": self.fixed, "axes": self.axes, "shards": self.shards,
                 "points": [{"id": p.id, "values": p.values} for p in self.points]}
 
 
@@ -74,8 +77,11 @@ def load_sweep(path) -> Sweep:
     except OSError as e:
         raise NeuroError(f"cannot read sweep file {path}: {e.strerror}") from None
     raw = experiment.parse_toml(text, path)
-    for key in raw.keys() - {"base", "shards", "axes"}:
-        raise NeuroError(f"{path}: unknown key {key!r}: a sweep file has base, shards and an [axes] table")
+    for key in raw.keys() - {"base", "shards", "set", "axes"}:
+        raise NeuroError(f"{path}: unknown key {key!r}: a sweep file has base, shards, a [set] and an [axes] table")
+    fixed = raw.get("set", {})
+    if not isinstance(fixed, dict) or any(isinstance(v, dict) for v in fixed.values()):
+        raise NeuroError(f"{path}: [set] must hold \"section.key\" = value pairs (quote the dotted keys)")
     if not isinstance(raw.get("base"), str):
         raise NeuroError(f"{path}: key 'base' must name the experiment file to vary, e.g. base = \"mnist.toml\"")
     shards = raw.get("shards", 1)
@@ -84,6 +90,8 @@ def load_sweep(path) -> Sweep:
     axes = raw.get("axes", {})
     if not isinstance(axes, dict) or not axes:
         raise NeuroError(f"{path}: no [axes] table: add one, e.g. [axes] \"emulation.timesteps\" = [8, 16]")
+    for axis in fixed.keys() & axes.keys():
+        raise NeuroError(f"{path}: {axis!r} is both in [set] and in [axes]: keep one")
     for axis, values in axes.items():
         if isinstance(values, dict):
             raise NeuroError(f"{path}: axis [axes.{axis}] is a table: quote dotted keys, \"{axis}.KEY\" = [...]")
@@ -105,9 +113,9 @@ def load_sweep(path) -> Sweep:
         values = dict(zip(axes, combo))
         pid = f"p{i:0{width}d}"
         label = f"{path} point {pid} ({', '.join(f'{k} = {json.dumps(v)}' for k, v in values.items())})"
-        points.append(Point(pid, values, _point_text(base, base_raw, values, label)))
+        points.append(Point(pid, values, _point_text(base, base_raw, {**fixed, **values}, label)))
     _check_points(points, path)
-    return Sweep(path, text, base, axes, shards, points)
+    return Sweep(path, text, base, axes, shards, fixed, points)
 
 
 def _point_text(base: Path, base_raw: dict, values: dict, label: str) -> str:
@@ -218,8 +226,8 @@ def _prepare(out: Path, sweep: Sweep, resume: bool) -> None:
         except (OSError, ValueError) as e:
             raise NeuroError(f"cannot read {manifest} ({e}): write the sweep into another folder") from None
         new = sweep.manifest()
-        if old.get("points") != new["points"] or old.get("shards") != new["shards"]:
-            raise NeuroError(f"{sweep.path} is not the sweep in {out} (its points or shards differ): resume with "
+        if any(old.get(k) != new[k] for k in ("points", "shards", "set")):
+            raise NeuroError(f"{sweep.path} is not the sweep in {out} (its points, [set] or shards differ): resume with "
                              "the original sweep file, or write into another folder")
     elif (out / POINTS).exists():
         raise NeuroError(f"{out / POINTS} exists but {manifest} does not: write the sweep into another folder")

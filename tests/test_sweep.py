@@ -62,6 +62,19 @@ def test_points_are_the_product_of_the_axes(tmp_path):
     assert config["model"]["path"] == str(REFERENCE_ONNX)  # absolute: the point's file lies elsewhere
 
 
+def test_set_applies_to_every_point_and_may_not_also_be_an_axis(tmp_path):
+    s = sweep.load_sweep(write_sweep(tmp_path, "seed = [0, 1]", extra='[set]\n"data.images" = 8'))
+    assert all(experiment.parse_toml(p.text, p.id)["data"]["images"] == 8 for p in s.points)
+    assert s.points[0].values == {"seed": 0}
+    with pytest.raises(NeuroError, match="'seed' is both in \\[set\\] and in \\[axes\\]"):
+        sweep.load_sweep(write_sweep(tmp_path, "seed = [0, 1]", extra="[set]\nseed = 3"))
+
+
+def test_the_example_sweep_is_valid():
+    s = sweep.load_sweep(REPO / "experiments" / "mnist_sweep.toml")
+    assert len(s.points) == 5 * 4 * 3 and s.shards == 1
+
+
 def test_to_toml_reads_back_equal():
     raw = {"seed": 3, "name": 'a "quoted"\\ string', "data": {"x": 1.5e-7, "flag": True, "list": ["a", "b"]},
            "chips": {"loihi": {"cores": [1, 2], "deep": {"k": 0.1}}}}
