@@ -182,9 +182,11 @@ def _file(axis: str) -> str:
 def _energy(r) -> str:
     import pandas as pd
 
+    from neuro.report import sig
+
     if pd.isna(r["energy_j_low"]):
-        return f"{r['energy_j'] * 1e6:.3g} uJ"
-    return f"{r['energy_j'] * 1e6:.3g} uJ ({r['energy_j_low'] * 1e6:.2g}-{r['energy_j_high'] * 1e6:.2g})"
+        return f"{sig(r['energy_j'] * 1e6)} uJ"
+    return f"{sig(r['energy_j'] * 1e6)} uJ ({sig(r['energy_j_low'] * 1e6)}-{sig(r['energy_j_high'] * 1e6)})"
 
 
 def _by_axis(done, axis: str, column: str, label: str, log: bool, path: Path) -> bool:
