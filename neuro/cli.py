@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import chips
-from neuro import experiment, report
+from neuro import experiment, report, sweep
 from neuro.errors import NeuroError, Terminated, os_error
 
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="List the registered chip models and their key limits.")
     experiment.add_parser(sub)
     report.add_parser(sub)
+    sweep.add_parser(sub)
     return p
 
 
@@ -191,7 +192,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips,
-                "run": experiment.cmd_run, "report": report.cmd_report}
+                "run": experiment.cmd_run, "report": report.cmd_report,
+                "sweep": sweep.cmd_sweep, "sweep-report": sweep.cmd_sweep_report}
     try:
         commands[args.command](args)
     except (NeuroError, OSError) as e:
@@ -202,7 +204,7 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, Terminated) as e:
         if args.debug:
             raise
-        print("interrupted" + (": run again with --resume" if args.command == "run" else ""), file=sys.stderr)
+        print("interrupted" + (": run again with --resume" if args.command in ("run", "sweep") else ""), file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     return 0
 

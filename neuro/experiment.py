@@ -193,13 +193,15 @@ def _describe(kind) -> str:
 
 # --- the run --------------------------------------------------------------------------------------------
 
-def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = True) -> Path:
+def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = True, simulate=None) -> Path:
     """Run the experiment in ``config_path``; returns the results file ``out_dir/<name>.h5``.
 
     Everything is checked before the first byte is written: the config, the output folder, the data, the
     model (converted, or read back on resume) and every chip (compiled, then run and costed for one image
     and one step). The folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from
     parts made by the same config, model file, data and versions of the libraries that shape the numbers.
+    ``simulate(chip, snn, images, labels, emulation, seed)``, if given, replaces the in-process engine run of
+    each chip and returns its ``SimResult`` (``neuro.shard``: the images split over a Dask cluster).
     """
     config = load_config(config_path)
     out = Path(out_dir) / f"{config.name}.h5"
@@ -233,7 +235,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         for chip, program in programs.items():
             if f"chips/{chip}" not in done:
                 say(f"emulating on {chip}")
-                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target)
+                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target, simulate)
                 results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
             say("measuring the baselines")
@@ -384,14 +386,16 @@ def _engine(program, snn, threads: int | None = None) -> Engine:
 
 
 def _emulate(chip: str, program, snn, images, labels, emulation: dict, seed: int, progress: bool,
-             target: EqualAccuracy) -> results.ChipRun:
+             target: EqualAccuracy, simulate=None) -> results.ChipRun:
     """The float SNN (``program`` None) or the chip's program (``_compile``) on the images; cost: the modeled
     activity, and energy, frames/s and latency from the chip's cost model, at the configured T and at the
     first step of equal accuracy (with the activity up to that step)."""
-    engine = _engine(program, snn)
     start = time.perf_counter()
-    sim = engine.run(images, labels, emulation["timesteps"], encoding=emulation["encoding"], seed=seed,
-                     batch_size=emulation["batch_size"], progress=progress)
+    if simulate is None:
+        sim = _engine(program, snn).run(images, labels, emulation["timesteps"], encoding=emulation["encoding"],
+                                        seed=seed, batch_size=emulation["batch_size"], progress=progress)
+    else:
+        sim = simulate(chip, snn, images, labels, emulation, seed)
     seconds = time.perf_counter() - start
     step = target.first_step(sim.accuracy_by_step)
     best = float(np.max(sim.accuracy_by_step))

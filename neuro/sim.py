@@ -269,7 +269,13 @@ class SimResult:
 # --- the engine ---------------------------------------------------------------------------------------
 
 def default_threads() -> int:
-    """The engine's thread count when none is given: one per CPU (results do not depend on it)."""
+    """The engine's thread count when none is given: ``$NEURO_THREADS`` if set (a sweep's workers set it so
+    that they do not oversubscribe the cores), else one per CPU (results do not depend on it)."""
+    given = os.environ.get("NEURO_THREADS", "").strip()
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise NeuroError(f"NEURO_THREADS is {given!r}: set it to a whole number of threads, 1 or more, or unset it")
+        return int(given)
     return os.cpu_count() or 1
 
 
