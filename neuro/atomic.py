@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -24,3 +25,10 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def stale_temps(path) -> list[Path]:
+    """Temporary files of ``atomic_path(path)`` left behind by a killed process: safe to delete only while no
+    one else writes ``path`` (``neuro.lock``)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import chips
 from neuro import experiment, report
-from neuro.errors import NeuroError
+from neuro.errors import NeuroError, Terminated, os_error
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
@@ -24,6 +26,7 @@ def int_tuple(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuro", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error or interruption")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="convert a trained ANN (.onnx, Keras .h5, torch .pt) into an SNN file",
@@ -99,7 +102,14 @@ def cmd_simulate(args) -> None:
     net = snn.load(args.snn)
     if args.n < 1:
         raise NeuroError(f"--n must be at least 1, got {args.n}")
+    if args.batch_size < 1:
+        raise NeuroError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.plot and Path(args.plot).is_dir():
+        raise NeuroError(f"--plot {args.plot} is a folder: give a file name like {Path(args.plot) / 'accuracy.png'}")
     images, labels = datasets.load(args.data, split=args.split, root=args.data_root)
+    if args.n > len(images):
+        raise NeuroError(f"--n is {args.n} but the {args.data} {args.split} split has {len(images)} images: "
+                         f"use --n {len(images)} or fewer")
     images, labels = images[:args.n], labels[:args.n]
     net.check_input(images)
     ann_accuracy = net.ann.accuracy(images, labels) if net.ann is not None else None
@@ -123,15 +133,24 @@ def cmd_simulate(args) -> None:
     if chip_cost is not None:
         summary.update(energy_per_inference_j=chip_cost.energy_per_inference_j,
                        frames_per_second=chip_cost.frames_per_second, latency_s=chip_cost.latency_s,
+                       ranges={k: list(v) for k, v in getattr(chip_cost, "ranges", {}).items()},
                        cores=chip_cost.cores, chips=chip_cost.chips, coefficients=chip_cost.coefficients)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(format_table(result, ann_accuracy, seconds))
         if chip_cost is not None:
-            print(f"{args.chip} ({chip_cost.coefficients}, modeled): {chip_cost.energy_per_inference_j * 1e6:.4g} uJ "
-                  f"per inference, {chip_cost.frames_per_second:.4g} frames/s, latency "
-                  f"{chip_cost.latency_s * 1e3:.4g} ms, {chip_cost.cores} cores on {chip_cost.chips} chip(s)")
+            print(f"{args.chip} ({chip_cost.coefficients}, modeled over all {args.timesteps} steps; low-high range): "
+                  f"{_ranged(chip_cost, 'energy_per_inference_j', 1e6)} uJ per inference, "
+                  f"{_ranged(chip_cost, 'frames_per_second')} frames/s, latency {_ranged(chip_cost, 'latency_s', 1e3)}"
+                  f" ms, {chip_cost.cores} cores on {chip_cost.chips} chip(s)")
+
+
+def _ranged(cost, name: str, scale: float = 1.0) -> str:
+    """A cost figure with its low-high range where the chip gives one: "610 (110-3,600)"."""
+    value = f"{getattr(cost, name) * scale:.2g}"
+    low, high = getattr(cost, "ranges", {}).get(name, (None, None))
+    return value if low is None else f"{value} ({low * scale:.2g}-{high * scale:.2g})"
 
 
 def cmd_chips(args) -> None:
@@ -179,15 +198,29 @@ def format_table(result, ann_accuracy, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
+    """Run one command. Mistakes and OS failures print one ``error:`` line (status 2); SIGINT and SIGTERM print
+    one line (status 130, 143); ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips,
+                "run": experiment.cmd_run, "report": report.cmd_report}
     try:
-        commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips,
-                    "run": experiment.cmd_run, "report": report.cmd_report}
         commands[args.command](args)
-    except NeuroError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (NeuroError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {os_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as e:
+        if args.debug:
+            raise
+        print("interrupted" + (": run again with --resume" if args.command == "run" else ""), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class ChipRow:
     frames_per_second: Value | None
     latency: Value | None
     power: Value | None              # energy / latency: the mean power while it classifies one image
+    reach: str = ""                  # how (or why not) it reached equal accuracy, as ``neuro run`` recorded it
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -133,8 +134,9 @@ def chip_rows(run: Results) -> list[ChipRow]:
     """Every emulated system at its first step of equal accuracy (as recorded by ``neuro run``)."""
     rows = []
     for c in run.chips.values():
-        step = c.cost["equal_accuracy_step"].value if "equal_accuracy_step" in c.cost else None
-        step = int(step) if step else None
+        recorded = c.cost.get("equal_accuracy_step")
+        step = int(recorded.value) if recorded is not None and recorded.value else None
+        reach = recorded.note if recorded is not None else "not recorded (a results file from before this version)"
         acc = float(c.accuracy_by_step[step - 1]) if step else float(c.accuracy_by_step.max())
         suffix = "_at_equal_accuracy"
         energy, fps, latency = (c.cost.get(k + suffix) if step else None
@@ -144,7 +146,7 @@ def chip_rows(run: Results) -> list[ChipRow]:
             power = ratio(energy, latency, "W")
             power.note = "energy per image / latency: the mean power while classifying one image"
         rows.append(ChipRow(c.name, c, step, acc, wilson_interval(round(acc * c.n_images), c.n_images),
-                            energy, fps, latency, power))
+                            energy, fps, latency, power, reach))
     return rows
 
 

@@ -11,6 +11,7 @@ with threshold 1, so a neuron's firing rate approximates its ANN activation / la
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from neuro import graph
 from neuro.errors import NeuroError
@@ -18,12 +19,16 @@ from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 
 def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
-    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``."""
+    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``.
+
+    BLAS runs on one thread here: a multithreaded BLAS splits the sums by its thread count, which moved
+    the scales by a float32 ULP from one machine to another."""
     if not 0 < percentile <= 100:
         raise NeuroError(f"percentile {percentile} is out of range: use 0 < p <= 100 (100 = max normalisation)")
     if len(calibration) == 0:
         raise NeuroError("the calibration set is empty: give at least one image")
-    _, acts = net.forward(calibration, collect=True)
+    with threadpool_limits(1, user_api="blas"):
+        _, acts = net.forward(calibration, collect=True)
     scales = {}
     for i, layer in enumerate(net.layers):
         if isinstance(layer, graph.ReLU):

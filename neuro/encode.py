@@ -1,8 +1,9 @@
 """Input encodings: what the first layer receives each step from an image batch (N, C, H, W) in [0, 1].
 
 * ``current``: the pixel values themselves, the same every step (constant input current);
-* ``rate``: Bernoulli spikes, P(spike) = pixel value per step, i.e. a discrete-time Poisson process,
-  seeded; a given seed and batch size reproduce the same spikes.
+* ``rate``: Bernoulli spikes, P(spike) = pixel value per step, i.e. a discrete-time Poisson process;
+  image i's spikes come from its own generator seeded by (seed, i), so they depend on the seed and
+  the image's index only, never on batch size, threads or the machine.
 
 Both give flat channel-last arrays (N, H*W*C), the engine's layout.
 """
@@ -37,14 +38,16 @@ class _Constant:
 class _Rate:
     static = False
 
-    def __init__(self, images, rng):
+    def __init__(self, images, seed: int, start: int):
         self.p = to_channel_last(images)
         if self.p.size and (self.p.min() < 0 or self.p.max() > 1):
             raise NeuroError("rate encoding needs pixel values in [0, 1]: scale the images first")
-        self.rng, self.u, self.x = rng, np.empty_like(self.p), np.empty_like(self.p)
+        self.rngs = [np.random.default_rng([seed, start + i]) for i in range(len(self.p))]
+        self.u, self.x = np.empty_like(self.p), np.empty_like(self.p)
 
     def step(self):
-        self.rng.random(out=self.u, dtype=np.float32)
+        for rng, u in zip(self.rngs, self.u):
+            rng.random(out=u, dtype=np.float32)
         np.less(self.u, self.p, out=self.x, casting="unsafe")
         return self.x
 
@@ -78,10 +81,12 @@ class Encoder:
     def __init__(self, encoding: str, seed: int):
         if encoding not in ENCODINGS:
             raise NeuroError(f"encoding {encoding!r} is unknown: use one of {ENCODINGS}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise NeuroError(f"seed must be an integer of 0 or more, got {seed!r}")
         self.encoding, self.seed = encoding, seed
 
     def for_batch(self, images, start: int):
-        """The step-by-step input of one batch; ``start`` (its first image index) seeds rate coding."""
+        """The step-by-step input of images ``start``, ``start + 1``, ...: rate coding seeds image i by (seed, i)."""
         if self.encoding == "current":
             return _Constant(images)
-        return _Rate(images, np.random.default_rng([self.seed, start]))
+        return _Rate(images, self.seed, start)

@@ -8,6 +8,9 @@ Paths in the file (model, recorded baselines, an ``imagefolder:PATH`` data set) 
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,14 +20,16 @@ from pathlib import Path
 import numpy as np
 
 import chips
-from neuro import datasets, results
+from neuro import datasets, lock, results
+from neuro.atomic import stale_temps
 from neuro.baselines import PLATFORMS, Settings, measure, read_json, system
 from neuro.baselines.results import Value
 from neuro.errors import NeuroError
-from neuro.sim import Engine
+from neuro.sim import Engine, default_threads
 from neuro.tomlfile import parse_toml
 
 FLOAT = "float"  # the float SNN itself, no chip model
+NUMERIC_PACKAGES = ("neuro", "numpy", "numba")  # their versions change the numbers: a resume needs the same ones
 REQUIRED = object()
 
 
@@ -44,7 +49,7 @@ def _each(check):
 #: a [chips.<name>] table per chip run: ``coefficients`` (a set's name or a .toml file relative to the experiment
 #: file) and the chip's options (``neuro chips`` lists them), checked against what the chip declares.
 SCHEMA = {
-    "": {"seed": (int, 0, None)},
+    "": {"seed": (int, 0, lambda v: None if 0 <= v < 2 ** 63 else "must be in [0, 2^63)")},
     "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive)},
     "model": {"path": (str, REQUIRED, None)},
     "conversion": {
@@ -163,6 +168,8 @@ def _validate(path: Path, raw: dict) -> dict:
             value = given[key]
             if not _is(value, kind):
                 raise NeuroError(f"{path}: key {_key(section, key)!r} must be {_describe(kind)}, got {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise NeuroError(f"{path}: key {_key(section, key)!r} must be a finite number, got {value!r}")
             if check is not None and (err := check(value)):
                 raise NeuroError(f"{path}: key {_key(section, key)!r} {err}, got {value!r}")
             values[section][key] = float(value) if kind is float else value
@@ -211,49 +218,131 @@ def _describe(kind) -> str:
 # --- the run --------------------------------------------------------------------------------------------
 
 def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = True) -> Path:
-    """Run the experiment in ``config_path``; returns the results file ``out_dir/<name>.h5``."""
+    """Run the experiment in ``config_path``; returns the results file ``out_dir/<name>.h5``.
+
+    Everything is checked before the first byte is written: the config, the output folder, the data, the
+    model (converted, or read back on resume) and every chip (compiled, then run and costed for one image
+    and one step). The folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from
+    parts made by the same config, model file, data and versions of the libraries that shape the numbers.
+    """
     config = load_config(config_path)
     out = Path(out_dir) / f"{config.name}.h5"
-    done = set()
-    if out.exists():
-        if not resume:
-            raise NeuroError(f"{out} already exists: resume it (--resume) or write into another folder")
-        done = results.parts(out)
-        if "meta" in done and _validate(out, parse_toml(results.read_config(out), out)) != config.values:
-            raise NeuroError(f"{config.path} differs from the config stored in {out}: write into another folder, "
-                             "or resume with the original config")
+    _check_folder(out.parent)
     say = (lambda msg: print(f"[{config.name}] {msg}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
-    seed = config.seed
-    if "meta" not in done:
-        results.add_part(out, "meta", lambda g: results.write_meta(g, config.name, config.text, seed,
-                                                                  _system(), system.utc_now()))
-    data = config["data"]
-    images, labels = datasets.load(_dataset(config), split="test")
-    images, labels = images[:data["images"]], labels[:data["images"]]
+    images, labels = _data(config)
+    identity = _identity(config, images, labels)
+    done = _resumable(out, config, identity, resume)
+    lock.check_free(out.parent)
     if "conversion" in done:
         snn, ann_accuracy = results.read_snn(out), results.read(out).conversion["ann_accuracy"]
     else:
         say("converting the ANN")
-        snn = _convert(config, seed)
+        snn = _convert(config)
         ann_accuracy = snn.ann.accuracy(images, labels)
-        results.add_part(out, "conversion", lambda g: results.write_conversion(g, snn, ann_accuracy, len(images)))
-    target = EqualAccuracy(ann_accuracy, config["report"]["tolerance"])
-    for chip in config["emulation"]["chips"]:
-        if f"chips/{chip}" not in done:
-            say(f"emulating on {chip}")
-            run = _emulate(chip, snn, images, labels, config["emulation"], seed, progress, target, config.chip(chip))
-            results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
-    if "baselines" not in done:
-        say("measuring the baselines")
-        runs = _baselines(config, images, f"{data['dataset']} test split, first {len(images)} images")
-        results.add_part(out, "baselines", lambda g: results.write_baselines(g, runs))
+    emulation = config["emulation"]
+    programs = {chip: _compile(chip, snn, images, labels, config) for chip in emulation["chips"]}
+    with lock.hold(out.parent):
+        for tmp in stale_temps(out):
+            tmp.unlink()
+            say(f"removed {tmp.name}, left by a killed run")
+        if _resumable(out, config, identity, resume) != done:
+            raise NeuroError(f"another run wrote {out} while this one prepared: run again (with --resume)")
+        if "meta" not in done:
+            results.add_part(out, "meta", lambda g: results.write_meta(g, config.name, config.text, config.seed,
+                                                                      _system(), system.utc_now(), identity))
+        if "conversion" not in done:
+            results.add_part(out, "conversion",
+                             lambda g: results.write_conversion(g, snn, ann_accuracy, len(images)))
+        target = EqualAccuracy(ann_accuracy, config["report"]["tolerance"])
+        for chip, program in programs.items():
+            if f"chips/{chip}" not in done:
+                say(f"emulating on {chip}")
+                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target,
+                               config.chip(chip))
+                results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
+        if "baselines" not in done:
+            say("measuring the baselines")
+            runs = _baselines(config, images, f"{config['data']['dataset']} test split, first {len(images)} images")
+            results.add_part(out, "baselines", lambda g: results.write_baselines(g, runs))
     say(f"wrote {out}")
     return out
 
 
+def _check_folder(folder: Path) -> None:
+    """``folder`` is a folder, or can be made one, that this process may write into."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise NeuroError(f"cannot write results into {folder}: {existing} is a file, not a folder: "
+                         "give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NeuroError(f"cannot write results into {folder}: {existing} is read-only or not yours: "
+                         "give a folder you can write to")
+
+
+def _data(config: Config):
+    """The first ``data.images`` test images and labels; more than the split holds is an error, not a clamp."""
+    data = config["data"]
+    images, labels = datasets.load(_dataset(config), split="test")
+    if data["images"] > len(images):
+        raise NeuroError(f"{config.path}: key 'data.images' is {data['images']} but the {data['dataset']} test "
+                         f"split has {len(images)} images: use at most {len(images)}")
+    return images[:data["images"]], labels[:data["images"]]
+
+
+def _identity(config: Config, images, labels) -> dict:
+    """What the numbers are made from, stored in the meta part and compared on resume."""
+    data = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    data.update(np.ascontiguousarray(labels).tobytes())
+    versions = _system()["versions"]
+    return {"model_sha256": hashlib.sha256(config.resolve(config["model"]["path"]).read_bytes()).hexdigest(),
+            "data": {"dataset": config["data"]["dataset"], "split": "test", "images": len(images),
+                     "sha256": data.hexdigest()},
+            "versions": {pkg: versions[pkg] for pkg in NUMERIC_PACKAGES}}
+
+
+def _resumable(out: Path, config: Config, identity: dict, resume: bool) -> set[str]:
+    """The parts already in ``out`` (none if there is no such file), once they are known to come from this
+    config, model file, data and versions."""
+    if not out.exists():
+        return set()
+    if not resume:
+        raise NeuroError(f"{out} already exists: resume it (--resume) or write into another folder")
+    done = results.parts(out)
+    if "meta" not in done:
+        return done
+    if _validate(out, parse_toml(results.read_config(out), out)) != config.values:
+        raise NeuroError(f"{config.path} differs from the config stored in {out}: write into another folder, "
+                         "or resume with the original config")
+    stored = results.read_identity(out)
+    if stored is None:
+        raise NeuroError(f"{out} has no record of the model and data it was made from (an older version wrote "
+                         "it): run the experiment into another folder")
+    if changed := list(_changes(stored, identity)):
+        raise NeuroError(f"cannot resume {out}: {'; '.join(changed)}: resume with the original inputs, or write "
+                         "into another folder")
+    return done
+
+
+def _changes(old: dict, new: dict):
+    """What differs between two identities, in words."""
+    if old["model_sha256"] != new["model_sha256"]:
+        yield f"the model file changed (sha256 {old['model_sha256'][:12]}, now {new['model_sha256'][:12]})"
+    if old["data"] != new["data"]:
+        yield f"the data changed ({_data_words(old['data'])}, now {_data_words(new['data'])})"
+    for pkg in sorted(old["versions"].keys() | new["versions"].keys()):
+        if old["versions"].get(pkg) != new["versions"].get(pkg):
+            yield f"{pkg} {old['versions'].get(pkg)} is now {new['versions'].get(pkg)}"
+
+
+def _data_words(d: dict) -> str:
+    return f"{d['dataset']} {d['split']}, {d['images']} images, sha256 {d['sha256'][:12]}"
+
+
 def _system() -> dict:
-    """The machine and the versions of every library that shapes the numbers."""
+    """The machine (CPU model, CPU counts, the engine's threads) and the versions of every library that shapes
+    the numbers."""
     info = system.describe()
+    info["engine_threads"] = default_threads()
     for pkg in ("numba", "h5py", "matplotlib"):
         info["versions"][pkg] = metadata.version(pkg)
     return info
@@ -267,15 +356,18 @@ def _dataset(config: Config) -> str:
     return spec
 
 
-def _convert(config: Config, seed: int):
+def _convert(config: Config):
     from neuro import ann
     from neuro.convert import convert
 
     c = config["conversion"]
     net = ann.load_model(config.resolve(config["model"]["path"]))
     train, _ = datasets.load(_dataset(config), split="train")
-    rng = np.random.default_rng(seed)
-    calib = train[np.sort(rng.choice(len(train), min(c["calibration"], len(train)), replace=False))]
+    if c["calibration"] > len(train):
+        raise NeuroError(f"{config.path}: key 'conversion.calibration' is {c['calibration']} but the "
+                         f"{config['data']['dataset']} train split has {len(train)} images: use at most {len(train)}")
+    rng = np.random.default_rng(config.seed)
+    calib = train[np.sort(rng.choice(len(train), c["calibration"], replace=False))]
     snn = convert(net, calib, percentile=c["percentile"], reset=c["reset"], leak=c["leak"], v_init=c["v_init"],
                   readout=c["readout"], pool_neurons=c["pool_neurons"])
     snn.info["model_file"] = config["model"]["path"]
@@ -296,15 +388,34 @@ class EqualAccuracy:
         return int(hit[0]) + 1 if hit.size else None
 
 
-def _emulate(chip: str, snn, images, labels, emulation: dict, seed: int, progress: bool,
+def _compile(chip: str, snn, images, labels, config: Config):
+    """The SNN compiled by the chip model registered as ``chip`` with its options (a ``chips.api.Program``;
+    None for the float SNN), run and costed for one image and one step so that whatever this chip cannot do
+    fails before anything is written."""
+    emulation = config["emulation"]
+    options, coefficients = config.chip(chip)
+    try:
+        program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"], options)
+        sim = _engine(program, snn, threads=1).run(images[:1], labels[:1], 1, encoding=emulation["encoding"],
+                                                    seed=config.seed, batch_size=1, progress=False)
+        if program is not None:
+            program.cost(sim, 1, coefficients)
+    except NeuroError as e:
+        raise NeuroError(f"{config.path}: {chip!r} in 'emulation.chips' cannot run this experiment: {e}") from None
+    return program
+
+
+def _engine(program, snn, threads: int | None = None) -> Engine:
+    return Engine(program.snn, program.backend(), threads=threads) if program else Engine(snn, threads=threads)
+
+
+def _emulate(chip: str, program, snn, images, labels, emulation: dict, seed: int, progress: bool,
              target: EqualAccuracy, setup: tuple = ({}, None)) -> results.ChipRun:
-    """The float SNN, or the SNN compiled by the chip model registered as ``chip`` (a ``chips.api.Program``)
-    with ``setup`` = (its options, its coefficient set); cost: the modeled activity, and energy, frames/s and
-    latency from the chip's cost model, at the configured T and at the first step of equal accuracy (with the
-    activity up to that step)."""
+    """The float SNN (``program`` None) or the chip's program (``_compile``) on the images, ``setup`` = (its
+    options, its coefficient set); cost: the modeled activity, and energy, frames/s and latency from the chip's
+    cost model, at the configured T and at the first step of equal accuracy (with the activity up to that step)."""
     options, coefficients = setup
-    program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"], options)
-    engine = Engine(program.snn, program.backend()) if program else Engine(snn)
+    engine = _engine(program, snn)
     start = time.perf_counter()
     sim = engine.run(images, labels, emulation["timesteps"], encoding=emulation["encoding"], seed=seed,
                      batch_size=emulation["batch_size"], progress=progress)

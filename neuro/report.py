@@ -22,6 +22,7 @@ from neuro.atomic import atomic_path
 from neuro.baselines import estimate
 from neuro.baselines.results import Value
 from neuro.compare import ChipRow, Reference
+from neuro.experiment import parse_toml
 from neuro.published import (GPU_POINTS, HEADLINE_FPS, HEADLINE_POWER_RATIO, MER14_CPU_POWER_DENSITY_W_CM2,
                              MER14_POWER_DENSITY_W_CM2, OTHER_CHIPS, PublishedPoint)
 from neuro.results import PUBLISHED, Results
@@ -285,7 +286,7 @@ def _accuracy_section(studies: list[_Study], figure: str | None) -> list[str]:
         for row in s.rows:
             c = row.run
             acc = [f"{100 * c.accuracy_by_step[t - 1]:.2f}" if t <= c.timesteps else "" for t in steps]
-            reach = f"step {row.step}: {_accuracy(row)}" if row.step else c.cost["equal_accuracy_step"].note
+            reach = f"step {row.step}: {_accuracy(row)}" if row.step else row.reach
             lines.append(f"| {_label(c.name)} | " + " | ".join(acc) + f" | {reach} | "
                          f"{fmt(c.cost.get('synops_per_image'))} | {fmt(c.cost.get('spikes_per_image'))} |")
         lines += ["", "Accuracy intervals: Wilson 95 % for a binomial proportion; on "
@@ -347,7 +348,7 @@ def _gap_section(studies: list[_Study]) -> list[str]:
                   "|---|---|---|---|---|---|---|"]
         for row in s.rows:
             if row.step is None:
-                lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.run.cost['equal_accuracy_step'].note} "
+                lines.append(f"| {_label(row.name)} | {_accuracy(row)} | {row.reach} "
                              "| no ratio | | | |")
                 continue
             if row.energy is None:
@@ -374,8 +375,6 @@ def _gap_section(studies: list[_Study]) -> list[str]:
 
 
 def _tolerance(run: Results) -> float:
-    from neuro.experiment import parse_toml
-
     return float(parse_toml(run.config, run.path).get("report", {}).get("tolerance", 0.5))
 
 
@@ -448,7 +447,7 @@ def _verdict(studies: list[_Study]) -> list[str]:
                 continue
             if row.step is None:
                 lines.append(f"- **{row.name}** does not reach the ANN's accuracy within {row.run.timesteps} steps "
-                             f"({row.run.cost['equal_accuracy_step'].note}): no ratio is stated for it.")
+                             f"({row.reach}): no ratio is stated for it.")
                 continue
             lines.append(f"- **{row.name}** at equal accuracy ({_accuracy(row)}): {fmt(row.energy, 'J')} per image, "
                          f"{fmt(row.frames_per_second)} frames/s, latency {fmt(row.latency, 's')}, "

@@ -2,7 +2,9 @@
 
 Layout (every group appears only once its part is complete):
 
-* ``/meta``: the config as TOML text, the seed, library versions, the machine and the start date;
+* ``/meta``: the config as TOML text, the seed, library versions, the machine, the start date and the
+  identity of the inputs (model file sha256, data checksum, versions that change numbers) that
+  ``--resume`` compares;
 * ``/conversion``: the converted SNN (ops + its ANN), conversion info, the ANN's accuracy on the
   emulated images;
 * ``/chips/<name>``: accuracy after every step, per-layer activity counts, emulator wall time and
@@ -18,6 +20,7 @@ from the parts present. Numbers carry provenance as in ``neuro.baselines.results
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -87,20 +90,30 @@ def add_part(path, part: str, write) -> None:
     path = Path(path)
     if path.exists():
         _check_readable(path)
-    with atomic_path(path) as tmp:
-        if path.exists():
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
-            f.attrs.update(format=FORMAT, version=FORMAT_VERSION)
-            if part in f:
-                del f[part]
-            write(f.create_group(part))
+    try:
+        with atomic_path(path) as tmp:
+            if path.exists():
+                shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "a") as f:
+                f.attrs.update(format=FORMAT, version=FORMAT_VERSION)
+                if part in f:
+                    del f[part]
+                write(f.create_group(part))
+    except OSError as e:
+        if e.errno != errno.ENOSPC and "No space left" not in str(e):  # h5py names it only in its message
+            raise
+        size = path.stat().st_size / 1e6 if path.exists() else 0.0
+        raise NeuroError(f"no space left on the disk of {path.parent} writing part {part!r} (it needs a copy of "
+                         f"the {size:.1f} MB results file plus the new part): free some space, then run again "
+                         "with --resume") from None
 
 
-def write_meta(g: h5py.Group, name: str, config_text: str, seed: int, system: dict, date: str) -> None:
+def write_meta(g: h5py.Group, name: str, config_text: str, seed: int, system: dict, date: str,
+               identity: dict) -> None:
     g.attrs.update(name=name, seed=seed, date=date)
     _text(g, "config", config_text)
     _text(g, "system", json.dumps(system))
+    _text(g, "identity", json.dumps(identity))
 
 
 def write_conversion(g: h5py.Group, snn: SNN, ann_accuracy: float, n_images: int) -> None:
@@ -151,6 +164,12 @@ def parts(path) -> set[str]:
 def read_config(path) -> str:
     with _open(path) as f:
         return _str(f["meta/config"])
+
+
+def read_identity(path) -> dict | None:
+    """The identity of the inputs stored in the meta part (None in files written before it was stored)."""
+    with _open(path) as f:
+        return json.loads(_str(f["meta/identity"])) if "meta/identity" in f else None
 
 
 def read_snn(path) -> SNN:

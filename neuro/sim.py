@@ -268,6 +268,11 @@ class SimResult:
 
 # --- the engine ---------------------------------------------------------------------------------------
 
+def default_threads() -> int:
+    """The engine's thread count when none is given: one per CPU (results do not depend on it)."""
+    return os.cpu_count() or 1
+
+
 class Engine:
     """Compiles an SNN into stages once; ``run`` simulates any number of images in batches.
 
@@ -282,7 +287,7 @@ class Engine:
         self.shapes = snn.shapes()
         if len(self.shapes[-1]) != 1:
             raise NeuroError(f"the SNN's output has shape {self.shapes[-1]}: it must be a flat class vector")
-        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.threads = max(1, threads or default_threads())
         self.workers = [self._build_stages() for _ in range(self.threads)]
         self.stages = self.workers[0]
         self.names = [f"{i}:{type(getattr(op, 'op', op)).__name__}" for i, op in enumerate(snn.ops)]
@@ -319,13 +324,15 @@ class Engine:
         """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step.
 
         ``encoding``: "current", "rate", or an object with ``for_batch(images, start)`` like
-        ``encode.Encoder`` (e.g. a recorded spike train); rate spikes are reproducible for a given
-        seed, batch size and thread count. ``record_counts`` keeps each neuron's total spikes;
+        ``encode.Encoder`` (e.g. a recorded spike train); rate spikes depend on the seed and each
+        image's index only, not on the batch size or thread count. ``record_counts`` keeps each neuron's total spikes;
         ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
         """
         self.snn.check_input(images)
         if timesteps < 1:
             raise NeuroError(f"timesteps must be at least 1, got {timesteps}")
+        if batch_size < 1:
+            raise NeuroError(f"batch_size must be at least 1, got {batch_size}")
         if len(images) != len(labels):
             raise NeuroError(f"{len(images)} images but {len(labels)} labels")
         encoder = encode.Encoder(encoding, seed) if isinstance(encoding, str) else encoding
@@ -344,7 +351,7 @@ class Engine:
             predictions[rows] = self._run_slice(self.workers[w], images[rows], labels[rows], timesteps, inputs,
                                                 counts[w], by_step[w], correct[w], rec, rows, bar)
 
-        with ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
+        with bar, ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
                 bounds = np.linspace(start, stop, len(self.workers) + 1).astype(int)
@@ -352,7 +359,6 @@ class Engine:
                         if b > a]
                 for job in jobs:
                     job.result()
-        bar.close()
         layers = [LayerCounts(name) for name in self.names]
         for layer, per_worker in zip(layers, zip(*counts)):
             for f in LAYER_COUNT_FIELDS:
