@@ -16,7 +16,7 @@ import importlib
 import re
 from importlib.metadata import entry_points
 
-from chips.api import Chip, CoefficientSet
+from chips.api import Chip
 from neuro.errors import NeuroError
 
 GROUP = "neuro.chips"
@@ -103,16 +103,6 @@ def compile_for(name: str, snn, encoding: str, options: dict | None = None):
         raise NeuroError(f"the {name} chip model takes input spikes, not analog currents: use the rate encoding "
                          f"(got {encoding!r})")
     return chip.compile(snn, **chip.check_options(options or {}, f"{name} options"))
-
-
-def limits(name: str) -> dict:
-    """The key limits of a registered chip model, as ``neuro chips`` lists them."""
-    return dict(get(name).limits)
-
-
-def coefficients(name: str, spec: str | CoefficientSet | None = None, base_dir=None) -> CoefficientSet:
-    """Chip ``name``'s coefficient set: a shipped one by name, a TOML file by path (``.toml``), or the default."""
-    return get(name).coefficient_set(spec, base_dir)
 
 
 def published_points() -> tuple:

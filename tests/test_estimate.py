@@ -7,7 +7,6 @@ import math
 import pytest
 
 import chips
-
 from neuro import ann, graph, published, report
 from neuro.baselines import estimate as est
 from neuro.errors import NeuroError

@@ -15,6 +15,7 @@ import chips
 from chips.conformance import check_chip
 from conftest import REFERENCE_ONNX
 from neuro import results
+from neuro.errors import NeuroError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "toy_chip"
@@ -98,9 +99,9 @@ def test_a_script_registers_a_chip(monkeypatch):
     chips.register("toy", "toy_chip:CHIP")
     assert "toy" in chips.available() and chips.get("toy") is CHIP
     check_chip(chips.get("toy"))
-    with pytest.raises(chips.NeuroError, match="chip name 'loihi' is taken by chips.loihi.entry:CHIP: register another name"):
+    with pytest.raises(NeuroError, match="chip name 'loihi' is taken by chips.loihi.entry:CHIP: register another name"):
         chips.register("loihi", "toy_chip:CHIP")
-    with pytest.raises(chips.NeuroError, match="calls itself 'toy'"):
+    with pytest.raises(NeuroError, match="calls itself 'toy'"):
         chips.register("toy2", CHIP)
-    with pytest.raises(chips.NeuroError, match="chip name 'float' is not allowed"):
+    with pytest.raises(NeuroError, match="chip name 'float' is not allowed"):
         chips.register("float", CHIP)
