@@ -62,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the rate encoding (default: 0)")
     s.add_argument("--chip", help="emulate on this chip model (see `neuro chips`); default: the float SNN")
     s.add_argument("--coefficients",
-                   help="the chip's energy/time coefficient set (Loihi: dav18 or sana-fe, default dav18; "
-                        "TrueNorth: ako15)")
+                   help="the chip's energy/time coefficient set: a name (`neuro chips` lists each chip's, the first "
+                        "is the default) or your own .toml file (docs/chips/extending.md)")
+    s.add_argument("--chip-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a compile option of the chip, repeatable (`neuro chips` lists each chip's)")
     s.add_argument("--plot", help="write the accuracy-vs-step figure to this PNG")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,13 +114,18 @@ def cmd_simulate(args) -> None:
     images, labels = images[:args.n], labels[:args.n]
     net.check_input(images)
     ann_accuracy = net.ann.accuracy(images, labels) if net.ann is not None else None
-    program = chips.compile_for(args.chip, net, args.encoding) if args.chip else None
+    if not args.chip and (args.coefficients or args.chip_option):
+        raise NeuroError("--coefficients and --chip-option apply to a chip: add --chip NAME (see `neuro chips`)")
+    chip = chips.get(args.chip) if args.chip else None
+    options = chip.parse_options(args.chip_option) if chip else {}
+    coefficients = chip.coefficient_set(args.coefficients) if chip else None
+    program = chips.compile_for(args.chip, net, args.encoding, options) if chip else None
     engine = Engine(program.snn, program.backend()) if program else Engine(net)
     start = time.perf_counter()
     result = engine.run(images, labels, args.timesteps, encoding=args.encoding, seed=args.seed,
                         batch_size=args.batch_size, progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    chip_cost = program.cost(result, args.timesteps, args.coefficients) if program else None
+    chip_cost = program.cost(result, args.timesteps, coefficients) if program else None
     if args.plot:
         plots.accuracy_vs_steps({f"SNN ({args.encoding})": result.accuracy_by_step}, args.plot,
                                 ann_accuracy=ann_accuracy, title=f"{args.snn}: {len(images)} {args.data} images")
@@ -149,9 +156,14 @@ def _ranged(cost, name: str, scale: float = 1.0) -> str:
 
 def cmd_chips(args) -> None:
     for name in chips.available():
-        print(name)
-        for key, value in chips.limits(name).items():
+        chip = chips.get(name)
+        print(f"{name} ({chip.title}, {chip.compile.__module__})")
+        for key, value in chip.limits.items():
             print(f"  {key}: {value}")
+        files = "; or a .toml file" if chip.coefficient_files else ""
+        print(f"  coefficient sets: {', '.join(chip.coefficients)} (default {chip.default_coefficients}{files})")
+        for option in chip.options:
+            print(f"  option {option.summary()}")
 
 
 def summarize(result, ann_accuracy, seconds: float) -> dict:

@@ -26,6 +26,7 @@ from neuro.baselines import PLATFORMS, Settings, measure, read_json, system
 from neuro.baselines.results import Value
 from neuro.errors import NeuroError
 from neuro.sim import Engine, default_threads
+from neuro.tomlfile import parse_toml
 
 FLOAT = "float"  # the float SNN itself, no chip model
 NUMERIC_PACKAGES = ("neuro", "numpy", "numba")  # their versions change the numbers: a resume needs the same ones
@@ -44,7 +45,9 @@ def _each(check):
     return lambda vs: next((f"{v!r} {err}" for v in vs if (err := check(v))), None)
 
 
-#: section -> key -> (type, default, check returning an error text or None); "" is the top level.
+#: section -> key -> (type, default, check returning an error text or None); "" is the top level. Besides these,
+#: a [chips.<name>] table per chip run: ``coefficients`` (a set's name or a .toml file relative to the experiment
+#: file) and the chip's options (``neuro chips`` lists them), checked against what the chip declares.
 SCHEMA = {
     "": {"seed": (int, 0, lambda v: None if 0 <= v < 2 ** 63 else "must be in [0, 2^63)")},
     "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive)},
@@ -63,7 +66,7 @@ SCHEMA = {
         "timesteps": (int, 32, _positive),
         "encoding": (str, "current", _one_of("current", "rate")),
         "batch_size": (int, 256, _positive),
-        "coefficients": (str, "", None),       # empty: each chip's default set
+        "coefficients": (str, "", None),       # every chip's set unless [chips.<name>] names one; "": each default
     },
     "baselines": {
         "platforms": (list[str], list(PLATFORMS), _each(_one_of(*PLATFORMS))),
@@ -103,6 +106,21 @@ class Config:
     def resolve(self, relative: str) -> Path:
         return (self.path.parent / relative).resolve()
 
+    def chip(self, name: str) -> tuple[dict, object]:
+        """Chip ``name``'s compile options and coefficient set ([chips.<name>], else [emulation] coefficients, else
+        the chip's default); the float SNN has neither."""
+        if name == FLOAT:
+            return {}, None
+        table = dict(self.values["chips"].get(name, {}))
+        key = f"chips.{name}.coefficients" if "coefficients" in table else "emulation.coefficients"
+        spec = table.pop("coefficients", self.values["emulation"]["coefficients"])
+        chip = chips.get(name)
+        try:
+            coefficients = chip.coefficient_set(spec, self.path.parent)
+        except NeuroError as e:
+            raise NeuroError(f"{self.path}: key {key!r}: {e}") from None
+        return chip.check_options(table, name), coefficients
+
 
 def load_config(path) -> Config:
     """Read and check an experiment file; every mistake is a one-line NeuroError naming the key and the fix."""
@@ -121,32 +139,19 @@ def load_config(path) -> Config:
     for name in config["emulation"]["chips"]:
         if name != FLOAT and name not in chips.available():
             raise NeuroError(f"{path}: key 'emulation.chips' names {name!r}, neither {FLOAT!r} nor a chip model: "
-                             f"use {FLOAT!r} or one of: {', '.join(chips.available()) or 'none registered yet'}")
+                             f"use {FLOAT!r} or one of: {', '.join(chips.available()) or 'none registered yet'}; to "
+                             f"add one, {chips.HOW_TO_ADD}")
+        config.chip(name)   # its coefficient set loads
     return config
-
-
-def parse_toml(text: str, path) -> dict:
-    """TOML text as a dict (tomllib, or tomli on Python 3.10); bad syntax is a NeuroError naming ``path``."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise NeuroError("reading experiment files needs Python 3.11, or on 3.10 the tomli package: "
-                             "pip install tomli") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise NeuroError(f"{path} is not valid TOML ({e}): fix the syntax") from None
 
 
 def _validate(path: Path, raw: dict) -> dict:
     values = {}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
-    for section in tables.keys() - SCHEMA.keys():
-        raise NeuroError(f"{path}: unknown table [{section}]: use {', '.join(f'[{s}]' for s in SCHEMA if s)}")
+    for section in tables.keys() - SCHEMA.keys() - {"chips"}:
+        raise NeuroError(f"{path}: unknown table [{section}]: use {', '.join(f'[{s}]' for s in SCHEMA if s)} or "
+                         "[chips.<name>]")
     for section, keys in SCHEMA.items():
         given = top if section == "" else tables.get(section, {})
         for key in given.keys() - keys.keys():
@@ -168,7 +173,26 @@ def _validate(path: Path, raw: dict) -> dict:
             if check is not None and (err := check(value)):
                 raise NeuroError(f"{path}: key {_key(section, key)!r} {err}, got {value!r}")
             values[section][key] = float(value) if kind is float else value
+    values["chips"] = _chip_tables(path, tables.get("chips", {}), values["emulation"]["chips"])
     return values
+
+
+def _chip_tables(path: Path, given: dict, run: list) -> dict:
+    """The [chips.<name>] tables, each for a chip the experiment runs: ``coefficients`` a string, the chip's
+    options checked against what it declares (defaults filled in)."""
+    out = {}
+    for name, table in given.items():
+        if not isinstance(table, dict) or name == FLOAT or name not in run:
+            raise NeuroError(f"{path}: [chips.{name}] must be a table for a chip in emulation.chips: add {name!r} "
+                             "to emulation.chips or remove it")
+        options = {k: v for k, v in table.items() if k != "coefficients"}
+        out[name] = chips.get(name).check_options(options, f"{path}: [chips.{name}]")
+        if "coefficients" in table:
+            if not isinstance(table["coefficients"], str):
+                raise NeuroError(f"{path}: key 'chips.{name}.coefficients' must be a string (a set's name or a "
+                                 f".toml file), got {table['coefficients']!r}")
+            out[name]["coefficients"] = table["coefficients"]
+    return out
 
 
 def _key(section: str, key: str) -> str:
@@ -235,7 +259,8 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         for chip, program in programs.items():
             if f"chips/{chip}" not in done:
                 say(f"emulating on {chip}")
-                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target, simulate)
+                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target,
+                               config.chip(chip), simulate)
                 results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
             say("measuring the baselines")
@@ -366,16 +391,17 @@ class EqualAccuracy:
 
 
 def _compile(chip: str, snn, images, labels, config: Config):
-    """The SNN compiled by the chip model registered as ``chip`` (a program with ``.snn``, ``.backend()``,
-    ``.cost(result, steps, coefficients)`` and ``.deviations``; None for the float SNN), run and costed for
-    one image and one step so that whatever this chip cannot do fails before anything is written."""
+    """The SNN compiled by the chip model registered as ``chip`` with its options (a ``chips.api.Program``;
+    None for the float SNN), run and costed for one image and one step so that whatever this chip cannot do
+    fails before anything is written."""
     emulation = config["emulation"]
+    options, coefficients = config.chip(chip)
     try:
-        program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"])
+        program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"], options)
         sim = _engine(program, snn, threads=1).run(images[:1], labels[:1], 1, encoding=emulation["encoding"],
                                                     seed=config.seed, batch_size=1, progress=False)
         if program is not None:
-            program.cost(sim, 1, emulation["coefficients"] or None)
+            program.cost(sim, 1, coefficients)
     except NeuroError as e:
         raise NeuroError(f"{config.path}: {chip!r} in 'emulation.chips' cannot run this experiment: {e}") from None
     return program
@@ -386,16 +412,19 @@ def _engine(program, snn, threads: int | None = None) -> Engine:
 
 
 def _emulate(chip: str, program, snn, images, labels, emulation: dict, seed: int, progress: bool,
-             target: EqualAccuracy, simulate=None) -> results.ChipRun:
-    """The float SNN (``program`` None) or the chip's program (``_compile``) on the images; cost: the modeled
-    activity, and energy, frames/s and latency from the chip's cost model, at the configured T and at the
-    first step of equal accuracy (with the activity up to that step)."""
+             target: EqualAccuracy, setup: tuple = ({}, None), simulate=None) -> results.ChipRun:
+    """The float SNN (``program`` None) or the chip's program (``_compile``) on the images, ``setup`` = (its
+    options, its coefficient set), run by the engine or by ``simulate(chip, snn, images, labels, emulation,
+    seed, options)`` (e.g. sharded over workers, ``neuro.shard``); cost: the modeled activity, and energy, frames/s and
+    latency from the chip's cost model, at the configured T and at the first step of equal accuracy (with the
+    activity up to that step)."""
+    options, coefficients = setup
     start = time.perf_counter()
     if simulate is None:
         sim = _engine(program, snn).run(images, labels, emulation["timesteps"], encoding=emulation["encoding"],
                                         seed=seed, batch_size=emulation["batch_size"], progress=progress)
     else:
-        sim = simulate(chip, snn, images, labels, emulation, seed)
+        sim = simulate(chip, snn, images, labels, emulation, seed, options)
     seconds = time.perf_counter() - start
     step = target.first_step(sim.accuracy_by_step)
     best = float(np.max(sim.accuracy_by_step))
@@ -412,14 +441,14 @@ def _emulate(chip: str, program, snn, images, labels, emulation: dict, seed: int
         cost["energy_per_image"] = Value(None, "J/image", results.NOT_MODELED,
                                          "float SNN: no chip, so no energy coefficients")
         return results.chip_run(chip, sim, seconds, {}, cost, [])
-    coefficients = emulation["coefficients"] or None
     c = program.cost(sim, sim.timesteps, coefficients)
-    cost.update(_chip_cost(c, f"{type(program).__module__} cost model, {c.coefficients} coefficients, "
-                              f"{sim.timesteps} steps per inference (the configured T)"))
+    model = f"{type(program).__module__} cost model, {c.coefficients} coefficients" + \
+        (f" ({coefficients.path})" if coefficients.path and coefficients not in chips.get(chip).coefficients.values()
+         else "") + "".join(f", {k} = {v!r}" for k, v in options.items())
+    cost.update(_chip_cost(c, f"{model}, {sim.timesteps} steps per inference (the configured T)"))
     if step:
         cost.update(_chip_cost(program.cost(sim.until(step), step, coefficients),
-                               f"{type(program).__module__} cost model, {c.coefficients} coefficients, {step} "
-                               f"steps per inference (equal accuracy)", "_at_equal_accuracy"))
+                               f"{model}, {step} steps per inference (equal accuracy)", "_at_equal_accuracy"))
     info = {"name": c.coefficients, "cores": c.cores, "chips": c.chips,
             "assumptions": list(getattr(c, "assumptions", [])), "calibration": getattr(c, "calibration", "")}
     return results.chip_run(chip, sim, seconds, info, cost, program.deviations)

@@ -1,8 +1,9 @@
 """Published points: numbers from papers and benchmark rounds, never measured here, for the report.
 
 ``PublishedPoint`` (system, task, accuracy as a fraction or None, energy_j per inference or None, fps (low,
-high) or None, note, source), frozen. ``NEUROMORPHIC`` holds the chips' own published points and the
-platforms measured beside them; ``OTHER_CHIPS`` holds Google TPU v1, an MLPerf Tiny edge NPU and FINN; each
+high) or None, note, source), frozen. Each chip model carries its own published points and the platforms
+measured beside them (``chips.published_points()``); ``GPU_POINTS`` holds MLPerf's H100; ``OTHER_CHIPS`` holds
+Google TPU v1, an MLPerf Tiny edge NPU and FINN; each
 note says which table a number comes from and which numbers were derived here (e.g. energy = power / frames
 per second). ``HEADLINE_FPS`` and ``HEADLINE_POWER_RATIO`` are the two claims the report tests.
 """
@@ -34,21 +35,9 @@ HEADLINE_POWER_RATIO = 1e-4
 MER14_POWER_DENSITY_W_CM2 = 20e-3          # TrueNorth, W/cm2 (MER14 [sec])
 MER14_CPU_POWER_DENSITY_W_CM2 = (50.0, 100.0)   # a conventional CPU, W/cm2 (MER14 [sec])
 
-NEUROMORPHIC = (
-    PublishedPoint("TrueNorth, 64-copy ensemble", "MNIST", 0.9942, 121e-6, None,
-                   "other copies of the paper say 108 uJ", "Esser et al. 2015, NeurIPS (ESS15)"),
-    PublishedPoint("TrueNorth, 1 copy", "MNIST", 0.927, 0.408e-6, None,
-                   "other copies of the paper say 0.268 uJ", "Esser et al. 2015, NeurIPS (ESS15)"),
-    PublishedPoint("TrueNorth, one chip", "8 data sets (vision, speech)", None, None, HEADLINE_FPS,
-                   "25-275 mW, > 6,000 frames/s/W", "Esser et al. 2016, PNAS 113:11441 (ESS16)"),
-    PublishedPoint("Loihi", "keyword spotting 390-256-256-29, batch 1", None, 0.27e-3, (296, 296),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Quadro K4000 GPU", "keyword spotting 390-256-256-29, batch 1", None, 29.8e-3, (770, 770),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Xeon E5-2630 CPU", "keyword spotting 390-256-256-29, batch 1", None, 6.3e-3, (1814, 1814),
-                   "idle-subtracted dynamic energy", "Blouw et al. 2019, Table 1"),
-    PublishedPoint("Loihi (NxTF)", "MNIST 4-conv net, 512 steps/image", 0.9844, None, (1 / 29.4e-3, 1 / 29.4e-3),
-                   "29.4 ms per image (frames/s = 1 / 29.4 ms)", "Intel NxTF tutorial notebook outputs"),
+# The chips' own published points (and the platforms measured beside them) come with each chip model
+# (``chips.api.Chip.published``; ``chips.published_points()`` gathers them); GPU_POINTS holds the rest.
+GPU_POINTS = (
     PublishedPoint("H100-SXM", "ImageNet ResNet-50, offline", None, None, (88_714, 88_714),
                    "a far larger network than the MNIST CNN", "MLPerf Inference v4.0"),
 )

@@ -23,11 +23,10 @@ from neuro.baselines import estimate
 from neuro.baselines.results import Value
 from neuro.compare import ChipRow, Reference
 from neuro.experiment import parse_toml
-from neuro.published import (HEADLINE_FPS, HEADLINE_POWER_RATIO, MER14_CPU_POWER_DENSITY_W_CM2,
-                             MER14_POWER_DENSITY_W_CM2, NEUROMORPHIC, OTHER_CHIPS)
+from neuro.published import (GPU_POINTS, HEADLINE_FPS, HEADLINE_POWER_RATIO, MER14_CPU_POWER_DENSITY_W_CM2,
+                             MER14_POWER_DENSITY_W_CM2, OTHER_CHIPS, PublishedPoint)
 from neuro.results import PUBLISHED, Results
 
-PUBLISHED_POINTS = NEUROMORPHIC + OTHER_CHIPS
 #: A 1-minute load average above this when the CPU baselines start means other work shared the cores.
 BUSY_LOAD = 0.5
 COLORS = {"measured": "C0", "recorded": "C1", "modeled": "C2", "estimated": "C3", PUBLISHED: "0.45"}
@@ -177,7 +176,7 @@ def _energy_figure(studies: list[_Study], path: Path) -> str:
             for k, ref in enumerate(sorted(s.refs, key=lambda r: r.energy.value)):
                 offset = (-30, -(14 + 9 * (k // 2))) if k % 2 else (10, 14 + 9 * (k // 2))
                 point(ref.energy, s.ann, None, f"{tag}{ref.label}", "o", offset)
-    for p in PUBLISHED_POINTS:
+    for p in published_points():
         if p.accuracy is not None and p.energy_j is not None:
             point(Value(p.energy_j, "J/image", PUBLISHED), p.accuracy, None, f"{p.system} ({p.task})", "^")
     ax.set_xscale("log")
@@ -206,7 +205,7 @@ def _fps_figure(studies: list[_Study], path: Path) -> str:
         for ref in s.refs:
             v = ref.images_per_s
             bars.append((f"{s.name}: {ref.label}", v.value, *compare.bounds(v), v.provenance))
-    for p in PUBLISHED_POINTS:
+    for p in published_points():
         if p.fps is not None:
             bars.append((f"{p.system}: {p.task}"[:70], (p.fps[0] + p.fps[1]) / 2, *p.fps, PUBLISHED))
     fig, ax = plt.subplots(figsize=(8.4, 0.34 * len(bars) + 1.4), dpi=120)
@@ -413,11 +412,16 @@ def _chip_models_section(studies: list[_Study]) -> list[str]:
     return lines
 
 
+def published_points() -> tuple[PublishedPoint, ...]:
+    """Every registered chip's own published points, then the GPU and other chips' points."""
+    return chips.published_points() + GPU_POINTS + OTHER_CHIPS
+
+
 def _published_section() -> list[str]:
     lines = ["## Published points (never measured here)", "",
              "| system | task | accuracy | energy/inference | frames/s | note | source |",
              "|---|---|---|---|---|---|---|"]
-    for p in PUBLISHED_POINTS:
+    for p in published_points():
         acc = _pct(p.accuracy, PUBLISHED) if p.accuracy is not None else ""
         energy = fmt(Value(p.energy_j, "J", PUBLISHED), "J") if p.energy_j is not None else ""
         fps = "" if p.fps is None else (f"{sig(p.fps[0], 3)}" if p.fps[0] == p.fps[1] else

@@ -36,12 +36,14 @@ class OffsetEncoder:
         return self.encoder.for_batch(images, self.offset + start)
 
 
-def run_shard(chip: str, snn, images, labels, emulation: dict, seed: int, offset: int) -> SimResult:
-    """The engine run of one shard (images ``offset``..): the float SNN or ``chip``'s program compiled from ``snn``."""
+def run_shard(chip: str, snn, images, labels, emulation: dict, seed: int, offset: int,
+              options: dict | None = None) -> SimResult:
+    """The engine run of one shard (images ``offset``..): the float SNN or ``chip``'s program compiled from ``snn``
+    with the chip's ``options``."""
     import chips
     from neuro.experiment import FLOAT, _engine
 
-    program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"])
+    program = None if chip == FLOAT else chips.compile_for(chip, snn, emulation["encoding"], options)
     return _engine(program, snn).run(images, labels, emulation["timesteps"],
                                      encoding=OffsetEncoder(emulation["encoding"], seed, offset), seed=seed,
                                      batch_size=emulation["batch_size"], progress=False)
@@ -73,13 +75,13 @@ def sharded(shards: int):
     """A ``simulate`` hook for ``run_experiment``: each chip's images in ``shards`` Dask tasks, run from inside a
     task on a Dask worker (``worker_client`` lets the point's task wait without holding a worker thread)."""
 
-    def simulate(chip, snn, images, labels, emulation, seed):
+    def simulate(chip, snn, images, labels, emulation, seed, options):
         from distributed import worker_client
 
         with worker_client() as client:
             [snn_future] = client.scatter([snn], broadcast=False)
             futures = [client.submit(run_shard, chip, snn_future, images[a:b], labels[a:b], emulation, seed, a,
-                                     pure=False)
+                                     options, pure=False)
                        for a, b in bounds(len(images), shards)]
             return merge(client.gather(futures))
 

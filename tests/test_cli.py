@@ -85,18 +85,65 @@ def test_simulate_on_truenorth_adds_the_chip_cost(snn_file, capsys):
     assert list(out["accuracy_by_step"]) == [str(t) for t in range(1, 7)]
     assert main(["simulate", str(snn_file), "--n", "4", "--timesteps", "2", "--encoding", "rate", "--chip",
                  "truenorth", "--coefficients", "dav18", "--no-progress"]) == 2
-    assert "one coefficient set" in capsys.readouterr().err
+    assert "takes only its own coefficient sets (ako15), not 'dav18'" in capsys.readouterr().err
 
 
 def test_chip_errors(snn_file, capsys):
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "loihi", "--no-progress"]) == 2
     assert "rate encoding" in capsys.readouterr().err
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "spinnaker", "--encoding", "rate"]) == 2
-    assert "available chip models: loihi, truenorth" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no chip model named 'spinnaker'" in err and "loihi" in err and "truenorth" in err  # built-ins among them
+    assert "neuro.chips" in err and "chips.register" in err and err.count("\n") == 1     # how to add one
 
 
-def test_chips_lists_limits(capsys):
+def test_chips_lists_limits_sets_and_options(capsys):
     assert main(["chips"]) == 0
     out = capsys.readouterr().out
     assert "loihi" in out and "compartments per core: 1024" in out
+    assert "coefficient sets: dav18, sana-fe (default dav18; or a .toml file)" in out
+    assert "option vth (an integer in [1, 131071]; default 1024)" in out
     assert "truenorth" in out and "neurons per core: 256" in out
+    assert "option scheme (one of 'trinary', 'multilevel'; default 'multilevel')" in out
+    assert "option tick_hz (a number in [1, 21000] or 'max'; default 'max')" in out
+
+
+def test_chip_options_reach_the_compiler_and_the_cost(snn_file, capsys):
+    capsys.readouterr()
+    run = ["simulate", str(snn_file), "--n", "4", "--timesteps", "4", "--encoding", "rate", "--chip", "truenorth",
+           "--json", "--no-progress"]
+    assert main(run + ["--chip-option", "tick_hz=1000", "--chip-option", "scheme=trinary"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frames_per_second"] == pytest.approx(1000 / 4)   # the real-time tick asked for, not the fastest
+    for option, message in [("levels=9", "levels must be an integer in [2, 4], got 9"),
+                            ("scheme=binary", "scheme must be one of 'trinary', 'multilevel', got 'binary'"),
+                            ("tick_hz=fast", "tick_hz must be a number in [1, 21000] or 'max', got 'fast'"),
+                            ("speed=1", "the TrueNorth chip has no option 'speed': its options are scheme, levels"),
+                            ("levels", "give key=value")]:
+        assert main(run + ["--chip-option", option]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["simulate", str(snn_file), "--n", "4", "--coefficients", "dav18", "--no-progress"]) == 2
+    assert "add --chip NAME" in capsys.readouterr().err
+
+
+def test_a_coefficient_file_by_path(snn_file, tmp_path, capsys):
+    """A user's set: the dav18 event energies at 0.9 V (x (0.9 / 0.75)^2), the rest taken from dav18."""
+    scale = (0.9 / 0.75) ** 2
+    (tmp_path / "loihi-0.9v.toml").write_text(
+        'chip = "loihi"\nname = "dav18-0.9v"\nbase = "dav18"\n[values]\n' + "".join(
+            f'{k} = {{ value = {v * scale!r}, unit = "J", source = "DAV18 Table 2 x (0.9 / 0.75)^2" }}\n'
+            for k, v in [("e_synop_dense", 23.6e-12), ("e_synop_conv", 23.6e-12), ("e_active", 81e-12),
+                         ("e_inactive", 52e-12)]))
+    capsys.readouterr()
+    run = ["simulate", str(snn_file), "--n", "4", "--timesteps", "4", "--encoding", "rate", "--chip", "loihi",
+           "--json", "--no-progress"]
+    assert main(run) == 0
+    stock = json.loads(capsys.readouterr().out)
+    assert main(run + ["--coefficients", str(tmp_path / "loihi-0.9v.toml")]) == 0
+    hot = json.loads(capsys.readouterr().out)
+    assert hot["coefficients"] == "dav18-0.9v" and stock["coefficients"] == "dav18"
+    assert hot["energy_per_inference_j"] > stock["energy_per_inference_j"]
+    assert hot["frames_per_second"] == pytest.approx(stock["frames_per_second"])   # energies only: same time
+    assert main(run + ["--coefficients", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read coefficient file" in capsys.readouterr().err

@@ -136,6 +136,10 @@ def test_report(tiny_run, tmp_path):
     assert "(modeled)" in text and "(measured)" in text
 
 
+def _run(text, chip):
+    return text.replace('chips = ["float"]', f'chips = ["float", "{chip}"]\nencoding = "rate"')
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace("[emulation]", "[emulation]\ntimestep = 3"), "unknown key 'emulation.timestep'"),
     (lambda t: t.replace("timesteps = 4", "timesteps = 0"), "'emulation.timesteps' must be at least 1"),
@@ -149,6 +153,15 @@ def test_report(tiny_run, tmp_path):
     (lambda t: t.replace("seed = 1", "seed = 1.5"), "'seed' must be an integer"),
     (lambda t: t + "[report]\ntolerance = -1\n", "'report.tolerance' must be in"),
     (lambda t: t.replace("seed = 1", "seed = "), "is not valid TOML"),
+    (lambda t: t + "[chips.loihi]\nvth = 100\n", r"\[chips.loihi\] must be a table for a chip in emulation.chips"),
+    (lambda t: _run(t, "loihi") + "[chips.loihi]\nspeed = 2\n", "the Loihi chip has no option 'speed'"),
+    (lambda t: _run(t, "loihi") + "[chips.loihi]\nvth = 0\n", "vth must be an integer in"),
+    (lambda t: _run(t, "truenorth") + "[chips.truenorth]\nscheme = 3\n", "scheme must be one of 'trinary'"),
+    (lambda t: _run(t, "loihi") + '[chips.loihi]\ncoefficients = "dav19"\n',
+     r"key 'chips.loihi.coefficients': unknown Loihi coefficient set 'dav19': give one of dav18, sana-fe"),
+    (lambda t: _run(t, "loihi") + '[chips.loihi]\ncoefficients = "mine.toml"\n', "cannot read coefficient file"),
+    (lambda t: _run(t, "truenorth").replace("batch_size = 32", 'batch_size = 32\ncoefficients = "sana-fe"'),
+     "key 'emulation.coefficients': the TrueNorth cost model takes only its own coefficient sets"),
 ])
 def test_bad_config(tmp_path, edit, message):
     with pytest.raises(NeuroError, match=message) as e:
@@ -206,6 +219,31 @@ def test_loihi_chip_run_has_a_modeled_cost_in_the_report(tmp_path, mnist_test):
     assert loihi.cost["equal_accuracy_step"].value is None and "does not reach" in loihi.cost["equal_accuracy_step"].note
     assert any("reset to zero" in d for d in loihi.deviations)    # the converted SNN asked for subtraction
     assert "reset to zero" in report_text and "no ratio" in report_text
+
+
+def test_per_chip_tables_set_coefficients_and_options(tmp_path, mnist_test):
+    """[chips.<name>]: a coefficient file relative to the experiment file, and compile options; each lands in the
+    cost and in its provenance."""
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "loihi-hot.toml").write_text(
+        'chip = "loihi"\nname = "hot"\nbase = "dav18"\n[values]\n'
+        'static_w = { value = 0.2, unit = "W", source = "a hotter chip (test)" }\n')
+    text = TINY.replace('chips = ["float"]', 'chips = ["loihi", "truenorth"]\nencoding = "rate"') + \
+        '[chips.loihi]\ncoefficients = "sets/loihi-hot.toml"\nvth = 512\n' + \
+        '[chips.truenorth]\nscheme = "trinary"\ntick_hz = 1000\n'
+    config = experiment.load_config(write_config(tmp_path, text))
+    options, coefficients = config.chip("loihi")
+    assert options == {"vth": 512} and coefficients.name == "hot" and coefficients["static_w"] == 0.2
+    assert coefficients["e_synop_dense"] == 23.6e-12          # the rest from its base
+    path = experiment.run_experiment(config.path, tmp_path / "out", progress=False)
+    run = results.read(path).chips
+    assert run["loihi"].coefficients["name"] == "hot"
+    note = run["loihi"].cost["energy_per_image"].note
+    assert "hot coefficients (" in note and "loihi-hot.toml" in note and "vth = 512" in note
+    tn = run["truenorth"].cost
+    assert tn["frames_per_second"].value == pytest.approx(1000 / 4)   # the real-time tick asked for
+    assert "scheme = 'trinary'" in tn["latency"].note
+    assert any("trinary" in d for d in run["truenorth"].deviations)
 
 
 def test_chips_need_the_rate_encoding(tmp_path, mnist_test):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from neuro.encode import Playback
-from chips.loihi.compile import _compose, compile_snn
+from chips.compiling import compose as _compose
+from chips.loihi.compile import compile_snn
 from chips.loihi.neuron import LoihiBackend, LoihiLayer, program_snn, quantize_weights, simulate_chain
 from conftest import REFERENCE_ONNX
 from neuro import graph

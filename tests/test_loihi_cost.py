@@ -4,7 +4,8 @@ coefficient sets, and the calibration points of docs/chips/loihi.md (docs/refere
 import numpy as np
 import pytest
 
-from chips.loihi.compile import LoihiProgram, _matrix
+from chips.compiling import linear_matrix as _matrix
+from chips.loihi.compile import LoihiProgram
 from dataclasses import replace
 
 from chips.loihi import calibration

@@ -30,7 +30,7 @@ def test_rate_coded_run_is_independent_of_threads_and_batch_size(chip):
     snn, _ = small_converted_cnn()
     rng = np.random.default_rng(3)
     images, labels = rng.random((40, 1, 10, 10)).astype(np.float32), rng.integers(0, 3, 40)
-    program = None if chip == "float" else chips.get(chip)(snn)
+    program = None if chip == "float" else chips.get(chip).compile(snn)
     runs = {}
     for threads in (1, 2):
         engine = Engine(program.snn, program.backend(), threads=threads) if program else Engine(snn, threads=threads)
@@ -181,7 +181,7 @@ def test_resume_refuses_other_data_or_versions(tmp_path, mnist_test, monkeypatch
                                                            "10000 images: use at most 10000"),
     (lambda t: t.replace("calibration = 32", "calibration = 70000"), "'conversion.calibration' is 70000"),
     (lambda t: t.replace('chips = ["float"]', 'chips = ["float", "loihi"]\nencoding = "rate"\ncoefficients = "x"'),
-     "'loihi' in 'emulation.chips' cannot run this experiment: unknown Loihi coefficient set 'x'"),
+     "key 'emulation.coefficients': unknown Loihi coefficient set 'x'"),
 ])
 def test_nothing_is_written_when_validation_fails(tmp_path, mnist_test, edit, message):
     with pytest.raises(NeuroError, match=message) as e:

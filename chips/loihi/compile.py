@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chips.api import CoefficientSet
+from chips.compiling import layers
 from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
 from chips.loihi.mapping import map_program
 from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, VTH_SHIFT, WEIGHT_EXP_MAX,
                                 WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights, program_snn)
-from neuro import graph
 from neuro.errors import NeuroError
-from neuro.snn import SNN, Neurons, Synapses
+from neuro.snn import SNN, Neurons
 
 # --- compiling a converted SNN (neuro.convert) ---------------------------------------------------------------
 
@@ -37,41 +38,24 @@ class LoihiProgram:
     def backend(self) -> LoihiBackend:
         return LoihiBackend(self.layers, self.snn)
 
-    def cost(self, result, steps_per_inference: int, coefficients_name: str | None = None) -> "LoihiCost":
+    def cost(self, result, steps_per_inference: int, coefficients: CoefficientSet | str | None = None) \
+            -> LoihiCost:
         """Energy, latency and frames/s of this program for the activity of an engine run (``SimResult``);
-        coefficients ``None``: dav18."""
-        return cost(map_program(self), activity_from_result(self, result), steps_per_inference,
-                    coefficients_name or "dav18")
+        ``coefficients``: a set (or a shipped set's name); None: dav18."""
+        return cost(map_program(self), activity_from_result(self, result), steps_per_inference, coefficients)
 
 
 def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
     """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
     the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
     zero (the chip's native reset; a subtractive reset is not emulated), spiking output (class = most spikes)."""
-    shapes = snn.shapes()
-    layers, report, pending, start, folded = [], [], None, 0, []
-    for i, op in enumerate(snn.ops):
-        if isinstance(op, Synapses):
-            if pending is None:
-                pending, start = op.op, i
-            else:
-                folded.append(f"op {i} ({type(op.op).__name__}) folded into the synapses of op {start} "
-                              f"({type(pending).__name__})")
-                pending = _compose(pending, shapes[start], op.op, shapes[i], f"op {i}")
-        elif isinstance(op, Neurons):
-            if pending is None:
-                raise NeuroError(f"op {i} (Neurons) has no synapses before it: Loihi needs synapses feeding every "
-                                 "population")
-            if isinstance(pending, graph.AvgPool2d):
-                pending = pending.as_conv(shapes[start][0])
-            layer, errors = _quantize_layer(pending, op, vth, f"layer {len(layers)} (op {i})")
-            layers.append(layer)
-            report.append(errors)
-            pending = None
-        elif not isinstance(op, graph.Flatten):
-            raise NeuroError(f"op {i} ({type(op).__name__}) has no Loihi equivalent: convert a network with "
-                             "average pooling instead of max pooling")
-    return LoihiProgram(layers, program_snn(layers, snn.input_shape), report, _deviations(snn, report, folded))
+    found, folded = layers(snn, "Loihi")
+    compiled, report = [], []
+    for layer in found:
+        quantised, errors = _quantize_layer(layer.synapse, layer.neurons, vth, layer.name)
+        compiled.append(quantised)
+        report.append(errors)
+    return LoihiProgram(compiled, program_snn(compiled, snn.input_shape), report, _deviations(snn, report, folded))
 
 
 def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
@@ -89,47 +73,6 @@ def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
                    f"{q['weight_rel_rms']:.2g}, largest {q['weight_max_abs']:.2g} thresholds), biases off by at most "
                    f"{q['bias_max_abs']:.2g} thresholds")
     return out
-
-
-def _compose(first, in_shape, second, mid_shape, where: str):
-    """One synapse op equal to ``second`` applied after ``first`` (no neurons between them)."""
-    if isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Conv2d):
-        return _fold_pool_into_conv(first, second, in_shape, mid_shape, where)
-    if isinstance(second, graph.Dense):
-        m = _matrix(first, in_shape)
-        return graph.Dense(second.weight @ m, second.bias + second.weight @ _bias_map(first, in_shape))
-    raise NeuroError(f"{where}: {type(second).__name__} right after {type(first).__name__} cannot be folded into "
-                     "one Loihi synapse: put neurons between them")
-
-
-def _matrix(op, in_shape) -> np.ndarray:
-    """The (out, in) matrix of a linear op on flat (C, H, W) inputs, without its bias."""
-    n = int(np.prod(in_shape))
-    eye = np.eye(n, dtype=np.float32).reshape(n, *in_shape)
-    return (op.forward(eye).reshape(n, -1) - _bias_map(op, in_shape)).T
-
-
-def _bias_map(op, in_shape) -> np.ndarray:
-    """The op's output for a zero input, flat."""
-    return op.forward(np.zeros((1, *in_shape), np.float32)).reshape(-1)
-
-
-def _fold_pool_into_conv(pool: graph.AvgPool2d, conv: graph.Conv2d, in_shape, mid_shape, where: str):
-    """conv(avgpool(x)) as one conv: kernel s (K - 1) + k, stride s S, each tap spread over its window / k^2."""
-    if pool.padding != (0, 0) or conv.padding != (0, 0) or conv.groups != 1:
-        raise NeuroError(f"{where}: only unpadded average pooling before an unpadded, ungrouped conv can be "
-                         "folded for Loihi: put neurons after the pooling (convert with pool_neurons=True)")
-    (k0, k1), (s0, s1) = pool.kernel, pool.stride
-    o, c, kh, kw = conv.weight.shape
-    w = np.zeros((o, c, s0 * (kh - 1) + k0, s1 * (kw - 1) + k1), np.float64)
-    for ky in range(kh):
-        for kx in range(kw):
-            w[:, :, s0 * ky:s0 * ky + k0, s1 * kx:s1 * kx + k1] += conv.weight[:, :, ky, kx, None, None] / (k0 * k1)
-    folded = graph.Conv2d(w, conv.bias, (s0 * conv.stride[0], s1 * conv.stride[1]), (0, 0))
-    if folded.output_shape(in_shape) != conv.output_shape(mid_shape):
-        raise NeuroError(f"{where}: the pooling's windows do not tile its input, so it cannot be folded into "
-                         "the next conv: crop the input or put neurons after the pooling")
-    return folded
 
 
 def _quantize_layer(op, neurons: Neurons, vth: int, name: str) -> tuple[LoihiLayer, dict]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chips.api import CoefficientSet
+from chips.coefficients import find, load_dir
+from chips.compiling import LayerActivity, layer_activity
 from chips.loihi.mapping import (CHIP_CORES, CORE_COMPARTMENTS, CORE_INPUT_AXONS, CORE_OUTPUT_AXONS, CORE_SYNAPSE_WORDS,
                                  CORES_PER_TILE, WORD_BITS, LayerMap, LoihiMapping)
 from chips.loihi.neuron import WEIGHT_BITS
 from neuro.errors import NeuroError
-from neuro.snn import Neurons, Synapses
 
 if TYPE_CHECKING:
     from chips.loihi.compile import LoihiProgram
@@ -31,27 +34,23 @@ if TYPE_CHECKING:
 # the host's input spikes every step; the x86 cores' power while a model runs; static power. An inference is
 # ``steps_per_inference`` steps, run alone (latency = steps x step time, frames/s = 1 / latency).
 
-BARRIER_1_TILE_S, BARRIER_32_TILES_S = 113e-9, 465e-9   # end-of-step barrier, 1 and 32 tiles (DAV18 Table 2 [sec])
-CHIP_STATIC_W = 0.104                  # static power per Loihi 1 chip: 3.34 W for 32 chips (Frady et al. 2020 [sec])
+# The coefficient sets are data (chips/loihi/coefficients/*.toml, each value with its source): the event costs of
+# DAV18 and SANA-FE, and the overheads the cores-only model lacks (barrier, static and x86 power, management,
+# injection, the fitted spiking-phase factor). A user's file with the same keys is accepted by path.
+SETS = load_dir(Path(__file__).with_name("coefficients"), "loihi", "dav18")
+
+# Bounds of the uncertain overheads (published figures, used only for the ranges below)
 BOARD_IDLE_W = 0.029                   # Loihi board idle from boot, leakage + idle x86 (Blouw et al. 2019 Table 1)
-X86_ACTIVE_W = 0.070                   # x86 cores once a model has run, over idle from boot (Blouw et al. 2019,
-#                                        "Data I/O": "approximately 70mW"); per chip [unsure: one-chip board run]
 BLOUW_DYNAMIC_W = 0.081                # Blouw et al. 2019 Table 1: all of KWS's dynamic power (x86 + cores)
-MANAGEMENT_S = 3.444e-6                # x86 management phase per step: NxTF MNIST tutorial EnergyProbe, "management
-#                                        time per time step" (image I/O amortised over its 512 steps included)
 CIFAR_IO_PER_STEP_S = 10e-3 / 512      # NxTF CIFAR tutorial: per-image readout + reset + input "around 10 ms every
 #                                        512 time steps" (notebook text), amortised per step
-INJECT_S = 1e-6                        # x86 time per input spike injected into the mesh each step: our choice
-#                                        [unsure]: no published per-spike figure found (order of hundreds of x86
-#                                        instructions per spike message); not tuned to any measurement
-# Spiking phase / cores-only spiking phase (slowest core's events x factor + barrier): fitted to NxTF MNIST's
-# measured 57.364 us spiking phase (chips/loihi/calibration.py nxtf_mnist(); tests/test_loihi_cost.py checks the fit)
-SPIKING_FACTOR = {"dav18": 4.054, "sana-fe": 3.613}
 
 
 @dataclass(frozen=True)
 class Coefficients:
-    """Energy (J) and time (s) per event; "active"/"inactive" neuron updates, packets = spike messages."""
+    """Energy (J) and time (s) per event; "active"/"inactive" neuron updates, packets = spike messages; and the
+    overheads: spiking-phase factor, end-of-step barrier (1 and 32 tiles), static and x86 power per chip, x86
+    management per step, x86 time per injected input spike. The keys of the TOML files."""
 
     name: str
     e_synop_dense: float
@@ -68,20 +67,29 @@ class Coefficients:
     t_packet: float
     e_hop_x: float
     e_hop_y: float
+    spiking_factor: float
+    barrier_1_tile_s: float
+    barrier_32_tiles_s: float
+    static_w: float
+    x86_w: float
+    management_s: float
+    inject_s: float
+
+    @classmethod
+    def of(cls, s: CoefficientSet) -> Coefficients:
+        """A set read from a TOML file (its keys checked by the loader) as the model's coefficients."""
+        for key, value in s.values.items():
+            if isinstance(value, list):
+                raise NeuroError(f"{s.path or s.name}: {key} must be one number, got a list")
+        return cls(s.name, **{k: float(v) for k, v in s.values.items()})
 
 
-COEFFICIENTS = {
-    # DAV18 Table 2 (pre-silicon, 0.75 V): synaptic op 23.6 pJ (min) / 3.5 ns (max); neuron update 81 / 52 pJ,
-    # 8.4 / 5.3 ns (active / inactive); within-tile spike 1.7 pJ (charged per packet); tile hop 3.0 (E-W) /
-    # 4.0 (N-S) pJ. The table gives no time for spikes or packets: 0.
-    "dav18": Coefficients("dav18", 23.6e-12, 23.6e-12, 3.5e-9, 3.5e-9, 81e-12, 52e-12, 8.4e-9, 5.3e-9,
-                          0.0, 0.0, 1.7e-12, 0.0, 3.0e-12, 4.0e-12),
-    # SANA-FE arch/loihi.yaml (calibrated on Loihi): dense synapse 35.5 pJ / 3.8 ns, conv synapse 24.0 pJ / 3.1 ns;
-    # every neuron accessed 51.2 pJ / 6.0 ns, an active one + update 21.6 pJ / 3.7 ns; spike out 69.3 pJ / 30 ns;
-    # axon out (per packet) 111 pJ / 5.1 ns; hop 3.0-4.2 pJ, taken as 3.0 E-W and 4.2 N-S [unsure which is which].
-    "sana-fe": Coefficients("sana-fe", 35.5e-12, 24.0e-12, 3.8e-9, 3.1e-9, 51.2e-12 + 21.6e-12, 51.2e-12,
-                            6.0e-9 + 3.7e-9, 6.0e-9, 69.3e-12, 30e-9, 111e-12, 5.1e-9, 3.0e-12, 4.2e-12),
-}
+COEFFICIENTS = {name: Coefficients.of(s) for name, s in SETS.items()}
+_STOCK = COEFFICIENTS["dav18"]
+BARRIER_1_TILE_S, BARRIER_32_TILES_S = _STOCK.barrier_1_tile_s, _STOCK.barrier_32_tiles_s
+CHIP_STATIC_W, X86_ACTIVE_W = _STOCK.static_w, _STOCK.x86_w
+MANAGEMENT_S, INJECT_S = _STOCK.management_s, _STOCK.inject_s
+SPIKING_FACTOR = {name: c.spiking_factor for name, c in COEFFICIENTS.items()}
 
 
 def chip_limits() -> dict:
@@ -89,42 +97,33 @@ def chip_limits() -> dict:
     return {"cores per chip": CHIP_CORES, "compartments per core": CORE_COMPARTMENTS,
             "input axons per core": CORE_INPUT_AXONS, "output axons per core": CORE_OUTPUT_AXONS,
             "synaptic memory per core (KB)": CORE_SYNAPSE_WORDS * WORD_BITS // 8 // 1024,
-            "weight bits": WEIGHT_BITS, "coefficient sets": ", ".join(COEFFICIENTS)}
+            "weight bits": WEIGHT_BITS}
 
 
-def coefficients(name: str) -> Coefficients:
-    """A coefficient set by name, or a one-line NeuroError listing the names."""
-    if name not in COEFFICIENTS:
-        raise NeuroError(f"unknown Loihi coefficient set {name!r}: give one of {', '.join(COEFFICIENTS)}")
-    return COEFFICIENTS[name]
+def coefficients(spec: Coefficients | CoefficientSet | str | None = "dav18") -> Coefficients:
+    """The coefficients of a shipped set by name (None: dav18), of a ``CoefficientSet`` (e.g. a user's file), or
+    ``spec`` itself; an unknown name is a one-line NeuroError listing the names."""
+    if isinstance(spec, Coefficients):
+        return spec
+    s = find(SETS, spec, "Loihi")
+    return COEFFICIENTS[s.name] if SETS.get(s.name) is s else Coefficients.of(s)
 
 
-def barrier_s(tiles: int) -> float:
+def barrier_s(tiles: int, one_tile_s: float = BARRIER_1_TILE_S, all_tiles_s: float = BARRIER_32_TILES_S) -> float:
     """End-of-step barrier: DAV18 Table 2's 113 ns (1 tile) to 465 ns (32 tiles), linear in the tiles used;
     beyond one chip extrapolated on the same line (no published point)."""
-    return BARRIER_1_TILE_S + (BARRIER_32_TILES_S - BARRIER_1_TILE_S) * (tiles - 1) / (32 - 1)
-
-
-@dataclass(frozen=True)
-class LayerActivity:
-    """A layer's mean activity per step of one inference: synaptic ops into it and spikes out of it."""
-
-    synops: float
-    spikes: float
+    return one_tile_s + (all_tiles_s - one_tile_s) * (tiles - 1) / (32 - 1)
 
 
 def activity_from_result(program: LoihiProgram, result) -> list[LayerActivity]:
     """Per-layer activity per step and image from a ``SimResult`` of ``program`` run on the engine."""
-    per = max(result.n_images, 1) * result.timesteps
-    syn = [c.synops for c, op in zip(result.layers, program.snn.ops) if isinstance(op, Synapses)]
-    spk = [c.spikes for c, op in zip(result.layers, program.snn.ops) if isinstance(op, Neurons)]
-    return [LayerActivity(s / per, k / per) for s, k in zip(syn, spk)]
+    return layer_activity(program.snn, result)
 
 
 @dataclass(frozen=True)
 class Overheads:
-    """The constants the cores-only model lacks (module constants above give the sources); ``spiking_factor``
-    None takes the coefficient set's fitted ``SPIKING_FACTOR``."""
+    """The constants the cores-only model lacks (the dav18 set's by default; the TOML files give the sources);
+    ``spiking_factor`` None takes the coefficient set's fitted factor."""
 
     static_w: float = CHIP_STATIC_W
     x86_w: float = X86_ACTIVE_W
@@ -133,9 +132,10 @@ class Overheads:
     inject_s: float = INJECT_S
 
 
-# Unpublished, disputed or chosen constants: (low, high, why); the point is Overheads' default. spiking_factor's
-# low is absolute (1: the published per-event times alone), its high a multiple of the fitted factor. Every output
-# grows with every constant, so the all-low and all-high sets bound the outputs (frames/s: low from all-high).
+# Unpublished, disputed or chosen constants: (low, high, why); the point is the coefficient set's value (a range
+# is widened to take in a user set's point). spiking_factor's low is absolute (1: the published per-event times
+# alone), its high a multiple of the fitted factor. Every output grows with every constant, so the all-low and
+# all-high sets bound the outputs (frames/s: low from all-high).
 UNCERTAIN = {
     "static_w": (BOARD_IDLE_W, CHIP_STATIC_W, "static power per chip: Blouw 2019's whole-board idle 29 mW (leakage "
                  "+ idle x86) vs Frady 2020's 104 mW per chip at 32 chips"),
@@ -214,8 +214,9 @@ def injected_spikes(mapping: LoihiMapping, activity: list[LayerActivity]) -> flo
     return activity[0].synops * first.inputs / first.synapses if first.synapses else 0.0
 
 
-def evaluate(mapping: LoihiMapping, activity: list[LayerActivity], steps: int, name: str = "dav18",
-             injected: float | None = None, overheads: Overheads = Overheads()) -> dict:
+def evaluate(mapping: LoihiMapping, activity: list[LayerActivity], steps: int,
+             name: Coefficients | CoefficientSet | str = "dav18", injected: float | None = None,
+             overheads: Overheads = Overheads()) -> dict:
     """The model's figures (no ranges): step parts, latency, frames/s, energy by component, cores-only figures."""
     c = coefficients(name)
     _check(mapping, activity, steps)
@@ -224,8 +225,8 @@ def evaluate(mapping: LoihiMapping, activity: list[LayerActivity], steps: int, n
         raise NeuroError(f"injected spikes per step is {injected}: give a number >= 0")
     per_layer = [_layer_step(m, a, c) for m, a in zip(mapping.layers, activity)]
     slowest = float(max(t for _, t in per_layer))
-    barrier = barrier_s(-(-mapping.cores // CORES_PER_TILE))
-    factor = SPIKING_FACTOR[name] if overheads.spiking_factor is None else overheads.spiking_factor
+    barrier = barrier_s(-(-mapping.cores // CORES_PER_TILE), c.barrier_1_tile_s, c.barrier_32_tiles_s)
+    factor = c.spiking_factor if overheads.spiking_factor is None else overheads.spiking_factor
     parts = dict(spiking=factor * slowest + barrier, management=overheads.management_s,
                  injection=injected * overheads.inject_s)
     step = sum(parts.values())
@@ -233,7 +234,7 @@ def evaluate(mapping: LoihiMapping, activity: list[LayerActivity], steps: int, n
     energy = dict(events, x86=steps * step * overheads.x86_w * mapping.chips,
                   static=steps * step * overheads.static_w * mapping.chips)
     bare_step = slowest + barrier
-    bare_static = steps * bare_step * CHIP_STATIC_W * mapping.chips
+    bare_static = steps * bare_step * c.static_w * mapping.chips
     cores_only = dict(step_s=bare_step, latency_s=steps * bare_step, frames_per_second=1 / (steps * bare_step),
                       dynamic_energy_per_inference_j=sum(events.values()), static_j=bare_static,
                       energy_per_inference_j=sum(events.values()) + bare_static)
@@ -243,44 +244,48 @@ def evaluate(mapping: LoihiMapping, activity: list[LayerActivity], steps: int, n
                 - energy["static"], energy_j=energy, step_parts_s=parts, cores_only=cores_only)
 
 
-def _value(name: str, key: str, end: int | None):
-    """A constant's point (end None), low (0) or high (1) value under coefficient set ``name``."""
+def _value(c: Coefficients, key: str, end: int | None):
+    """A constant's point (end None), low (0) or high (1) value under coefficients ``c``."""
+    point = getattr(c, key)
     if key == "spiking_factor":
-        return SPIKING_FACTOR[name] * (1.0 if end is None else [1 / SPIKING_FACTOR[name], 2.0][end])
-    return getattr(Overheads(), key) if end is None else UNCERTAIN[key][end]
+        return point * (1.0 if end is None else [1 / point, 2.0][end])
+    return point if end is None else [min, max][end](UNCERTAIN[key][end], point)
 
 
-def _overheads(name: str, ends: dict) -> Overheads:
+def _overheads(c: Coefficients, ends: dict) -> Overheads:
     """Overheads with each constant at its point, low or high end (``ends``: key -> None, 0 or 1)."""
-    return Overheads(**{key: _value(name, key, ends.get(key)) for key in UNCERTAIN})
+    return Overheads(**{key: _value(c, key, ends.get(key)) for key in UNCERTAIN})
 
 
 OUTPUTS = ("energy_per_inference_j", "frames_per_second", "latency_s", "dynamic_energy_per_inference_j")
 
 
 def cost(mapping: LoihiMapping, activity: list[LayerActivity], steps_per_inference: int,
-         coefficients_name: str = "dav18", injected: float | None = None) -> LoihiCost:
+         coefficients_name: Coefficients | CoefficientSet | str | None = "dav18",
+         injected: float | None = None) -> LoihiCost:
     """Latency, frames/s and energy per inference of a mapped network with the given per-step activity (calibrated
-    model), with ranges, assumptions and the held-out calibration line. ``injected``: input spikes per step the
-    x86 injects (None: from the first layer's synaptic ops)."""
+    model), with ranges, assumptions and the held-out calibration line. ``coefficients_name``: a shipped set's
+    name (None: dav18) or a set (``coefficients``). ``injected``: input spikes per step the x86 injects (None:
+    from the first layer's synaptic ops)."""
     from chips.loihi.calibration import calibration_line
-    coefficients(coefficients_name)   # an unknown set is a NeuroError before anything is computed
-    estimate = estimate_cost(mapping, activity, steps_per_inference, coefficients_name, injected)
-    return replace(estimate, calibration=calibration_line(coefficients_name))
+    c = coefficients(coefficients_name)   # an unknown set is a NeuroError before anything is computed
+    estimate = estimate_cost(mapping, activity, steps_per_inference, c, injected)
+    return replace(estimate, calibration=calibration_line(c))
 
 
 def estimate_cost(mapping: LoihiMapping, activity: list[LayerActivity], steps_per_inference: int,
-                  coefficients_name: str = "dav18", injected: float | None = None) -> LoihiCost:
+                  coefficients_name: Coefficients | CoefficientSet | str | None = "dav18",
+                  injected: float | None = None) -> LoihiCost:
     """``cost`` without the calibration line."""
-    args = (mapping, activity, steps_per_inference, coefficients_name, injected)
-    name = coefficients(coefficients_name).name
-    point = evaluate(*args, overheads=_overheads(name, {}))
-    low, high = (evaluate(*args, overheads=_overheads(name, dict.fromkeys(UNCERTAIN, end))) for end in (0, 1))
+    c = coefficients(coefficients_name)
+    args = (mapping, activity, steps_per_inference, c, injected)
+    point = evaluate(*args, overheads=_overheads(c, {}))
+    low, high = (evaluate(*args, overheads=_overheads(c, dict.fromkeys(UNCERTAIN, end))) for end in (0, 1))
     ranges = {k: (min(low[k], high[k]), max(low[k], high[k])) for k in OUTPUTS}
     assumptions = []
     for key, (_, _, why) in UNCERTAIN.items():
-        at = [evaluate(*args, overheads=_overheads(name, {key: end})) for end in (0, 1)]
+        at = [evaluate(*args, overheads=_overheads(c, {key: end})) for end in (0, 1)]
         effect = ", ".join(f"{k} x{at[0][k] / point[k]:.2g} to x{at[1][k] / point[k]:.2g}" for k in OUTPUTS[:2])
-        assumptions.append(f"{key}: point {_value(name, key, None):.4g}, low {_value(name, key, 0):.4g}, high "
-                           f"{_value(name, key, 1):.4g} ({why}); {effect}")
+        assumptions.append(f"{key}: point {_value(c, key, None):.4g}, low {_value(c, key, 0):.4g}, high "
+                           f"{_value(c, key, 1):.4g} ({why}); {effect}")
     return LoihiCost(**point, ranges=ranges, assumptions=assumptions)

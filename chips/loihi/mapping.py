@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chips.loihi.neuron import LoihiLayer
+from chips.compiling import connections
+from chips.loihi.neuron import LoihiLayer, with_weights
 from neuro import graph
 from neuro.errors import NeuroError
 
@@ -93,23 +94,8 @@ class LoihiMapping:
 
 
 def _connections(layer: LoihiLayer, in_shape) -> tuple[np.ndarray, np.ndarray]:
-    """(target, source) flat indices of every non-zero weight, sorted by target; conv in channel-last order."""
-    w = layer.weights
-    if isinstance(layer.synapse, graph.Dense):
-        return np.nonzero(w)
-    conv = layer.synapse
-    c, h, wd = in_shape
-    o, oh, ow = conv.output_shape(in_shape)
-    oc, cg, ky, kx = np.nonzero(w)
-    ch = (oc // (o // conv.groups)) * w.shape[1] + cg   # input channel of each tap
-    oy, ox = np.divmod(np.arange(oh * ow), ow)
-    iy = oy[:, None] * conv.stride[0] - conv.padding[0] + ky[None]
-    ix = ox[:, None] * conv.stride[1] - conv.padding[1] + kx[None]
-    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd)
-    target = (np.arange(oh * ow)[:, None] * o + oc[None])[ok]
-    source = ((iy * wd + ix) * c + ch[None])[ok]
-    order = np.argsort(target, kind="stable")
-    return target[order], source[order]
+    """(target, source) of every non-zero weight the chip holds (after Lava's truncation), sorted by target."""
+    return connections(with_weights(layer.synapse, layer.weights), in_shape)
 
 
 def _group_words(n, bits: int):

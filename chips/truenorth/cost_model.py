@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from chips.coefficients import load_dir
 from chips.truenorth.core import CHIP_CORES, CHIP_NEURONS, CORE_AXONS, CORE_NEURONS
 from neuro.errors import NeuroError
 
@@ -26,26 +28,31 @@ from neuro.errors import NeuroError
 # Published constants sit next to their source; fitted ones say to what; the rest are ASSUMPTIONS (below), each
 # with a point, a low and a high, from which every Cost carries its ranges.
 
-TICK_HZ = 1000.0                       # real-time tick, 1 ms (MER14 [sec])
-TICK_HZ_MAX = 21 * TICK_HZ             # up to 21x real time measured; one-to-one with software checked at 5x (AKO15 [sec])
-VOLTAGE_MIN, VOLTAGE_MAX = 0.70, 1.05  # operating envelope 42 mW at 0.70 V to 323 mW at 1.05 V (AKO15 [sec])
-FIT_VOLTAGE = 0.8                      # AKO15 Fig. 17 was measured at 0.8 V (AKO15 [sec])
-FIT_SYNAPSES = 128                     # active synapses per neuron in AKO15 Fig. 17 (AKO15 [sec])
-FIG17_POINTS = ((11.58, 68e-3), (20.07, 71e-3), (95.93, 94e-3))   # (mean rate Hz, W), full chip, 1 kHz (AKO15 Fig. 17 [sec])
-IDLE_VOLTAGE, IDLE_W = 0.70, 42e-3     # idle full chip at 1 kHz, the envelope's low end (AKO15 [sec])
+# The published inputs are data (chips/truenorth/coefficients/ako15.toml, each with its source); the held-out
+# checks below stay here.
+SETS = load_dir(Path(__file__).with_name("coefficients"), "truenorth", "ako15")
+_IN = SETS["ako15"].values
+TICK_HZ = _IN["tick_hz"]               # real-time tick, 1 ms (MER14 [sec])
+TICK_HZ_MAX = _IN["tick_hz_max"]       # up to 21x real time measured; one-to-one with software checked at 5x (AKO15 [sec])
+VOLTAGE_MIN, VOLTAGE_MAX = _IN["voltage_min"], _IN["voltage_max"]  # operating envelope 42 mW at 0.70 V to 323 mW
+#                                                                   at 1.05 V (AKO15 [sec])
+FIT_VOLTAGE = _IN["fit_voltage"]       # AKO15 Fig. 17 was measured at 0.8 V (AKO15 [sec])
+FIT_SYNAPSES = _IN["fit_synapses"]     # active synapses per neuron in AKO15 Fig. 17 (AKO15 [sec])
+FIG17_POINTS = tuple(tuple(p) for p in _IN["fig17_points"])   # (mean rate Hz, W), full chip, 1 kHz (AKO15 Fig. 17 [sec])
+IDLE_VOLTAGE, IDLE_W = _IN["idle_voltage"], _IN["idle_w"]     # idle full chip at 1 kHz, the envelope's low end (AKO15 [sec])
 TOP_VOLTAGE, TOP_W = 1.05, 323e-3      # 200 Hz, 256 synapses, 1 kHz: the envelope's high end (AKO15 [sec])
 TOP_RATE_HZ, TOP_SYNAPSES = 200.0, 256
-MEMORY_READ_W = 20e-3                  # reading all core memory every tick at 1 kHz, full chip (MER14 S5 [sec])
-MER14_VOLTAGE = 0.775                  # MER14's operating point: hop energy and 72 mW quoted there (MER14 [sec]);
+MEMORY_READ_W = _IN["memory_read_w"]   # reading all core memory every tick at 1 kHz, full chip (MER14 S5 [sec])
+MER14_VOLTAGE = _IN["mer14_voltage"]   # MER14's operating point: hop energy and 72 mW quoted there (MER14 [sec]);
                                        # that the 20 mW memory figure is also at 0.775 V is our reading [unsure]
 TYPICAL_RATE_HZ = 20.0                 # the "typical" workload: 20 Hz, 128 active synapses, 1 kHz (AKO15, MER14 [sec])
 AKO15_TYPICAL = (0.75, 65e-3)          # 65 mW at 0.75 V, also quoted as 46 GSOPS/W (AKO15 sec. VII [sec])
 MER14_TYPICAL = (0.775, 72e-3)         # 72 mW at 0.775 V, also quoted as 26 pJ per synaptic event (MER14 p.7 [sec])
 APP_CORES, APP_W = 3406, 63e-3         # multi-object detection, 400 x 240 pixels at 30 frames/s (MER14 [sec])
 APP_PIXELS, APP_FPS = 400 * 240, 30
-E_HOP_MER14 = 2.3e-12                  # J per spike per hop at 0.775 V (MER14 S5 [sec])
-E_CHIP_BIT = 26e-12                    # J per bit chip-to-chip (MER14 S5 [sec])
-PACKET_BITS = 32                       # one spike packet (MER14 [sec])
+E_HOP_MER14 = _IN["e_hop"]             # J per spike per hop at 0.775 V (MER14 S5 [sec])
+E_CHIP_BIT = _IN["e_chip_bit"]         # J per bit chip-to-chip (MER14 S5 [sec])
+PACKET_BITS = _IN["packet_bits"]       # one spike packet (MER14 [sec])
 E_CHIP = E_CHIP_BIT * PACKET_BITS      # 832 pJ per spike per chip crossing; not scaled with the core supply (link I/O)
 MESH_RANDOM_HOPS = 2 * (64 ** 2 - 1) / (3 * 64)   # 42.66: mean x + y distance of random core pairs on the 64 x 64 mesh
 

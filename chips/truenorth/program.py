@@ -37,7 +37,8 @@ from numba import njit
 
 from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, THRESHOLD_MAX,
                                   V_BITS, WEIGHT_MAX, _fire)
-from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, TICK_HZ, Cost, cost
+from chips.api import CoefficientSet
+from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, SETS, TICK_HZ, Cost, cost
 from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, map_network
 from neuro import graph, kernels
 from neuro.errors import NeuroError
@@ -319,17 +320,22 @@ class TrueNorthProgram:
     depth: int                # ticks from an input spike to the output layer's response to it
     leak_clipped: int         # neurons whose bias did not fit the signed 9-bit leak (clipped)
     deviations: list[str] = field(default_factory=list)  # every way the program differs from the converted SNN
+    tick_hz: float | str = "max"   # the operating point ``cost`` takes by default (compile options)
+    voltage: float = FIT_VOLTAGE
 
     def backend(self) -> ProgramBackend:
         return ProgramBackend(self)
 
-    def cost(self, result: SimResult, ticks_per_inference: int, coefficients: str | None = None, *,
-             tick_hz: float | str = "max", voltage: float = FIT_VOLTAGE, whole_chips: bool = True) -> Cost:
+    def cost(self, result: SimResult, ticks_per_inference: int, coefficients: CoefficientSet | str | None = None, *,
+             tick_hz: float | str | None = None, voltage: float | None = None, whole_chips: bool = True) -> Cost:
         """Rate-coded cost: each image holds the cores for ``ticks_per_inference`` ticks; SOPs, spikes and hops
         as the stages counted them; input packets: the first layer's packets from off chip. ``tick_hz``: a
-        rate or "max" (``cost_model.fastest_tick_hz``, the default: the chip as fast as its published limits
-        allow, as Loihi runs unthrottled); ``whole_chips``: every core of the chips used, or the share of the
-        cores used. ``variants`` holds the real-time tick and the per-core share."""
+        rate or "max" (``cost_model.fastest_tick_hz``: the chip as fast as its published limits allow, as Loihi
+        runs unthrottled); None: the program's (compiled with "max" by default); ``voltage`` None: the
+        program's; ``whole_chips``: every core of the chips used, or the share of the cores used. ``variants``
+        holds the real-time tick and the per-core share."""
+        tick_hz = self.tick_hz if tick_hz is None else tick_hz
+        voltage = self.voltage if voltage is None else voltage
         main = self._cost(result, ticks_per_inference, coefficients, tick_hz, voltage, whole_chips)
         other = {f"real-time tick ({TICK_HZ:g} Hz)": dict(tick_hz=TICK_HZ, whole_chips=whole_chips),
                  "share of the cores used (not whole chips)": dict(tick_hz=tick_hz, whole_chips=False)}
@@ -342,9 +348,10 @@ class TrueNorthProgram:
         return replace(main, variants=variants)
 
     def _cost(self, result, ticks_per_inference, coefficients, tick_hz, voltage, whole_chips) -> Cost:
-        if coefficients not in (None, COEFFICIENTS):
+        if coefficients not in (None, COEFFICIENTS, SETS[COEFFICIENTS]):
+            name = getattr(coefficients, "name", coefficients)
             raise NeuroError(f"TrueNorth has one coefficient set, {COEFFICIENTS!r} (fitted to AKO15 Fig. 17 and "
-                             f"MER14), got {coefficients!r}")
+                             f"MER14 at import), got {name!r}: use {COEFFICIENTS}")
         ticks = result.timesteps
         first = next((c for c in result.layers if c.name.endswith(":CoreOp")), None)
         inputs = first.spikes / max(result.n_images, 1) / ticks if first is not None else 0.0
@@ -413,8 +420,10 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
         [partial, merge], clipped
 
 
-def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS) -> TrueNorthProgram:
-    """Map ``snn`` onto TrueNorth cores under ``scheme`` (``chips.truenorth.mapping``) and build the program that runs it."""
+def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS, tick_hz: float | str = "max",
+                voltage: float = FIT_VOLTAGE) -> TrueNorthProgram:
+    """Map ``snn`` onto TrueNorth cores under ``scheme`` (``chips.truenorth.mapping``) and build the program that
+    runs it; ``tick_hz`` and ``voltage``: the operating point its ``cost`` takes."""
     mapping = map_network(snn, scheme, levels)
     ops, pops, clipped, depth = [], [], 0, 0
     for i, ((layer, q), m) in enumerate(zip(mapping.quantised, mapping.layers)):
@@ -433,7 +442,8 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
         depth += delay + (HOP_DELAY if m.pieces > 1 else 0)
     program_snn = SNN(snn.input_shape, ops, "spikes", snn.ann, dict(snn.info, chip="truenorth", scheme=scheme,
                                                                     levels=levels))
-    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, scheme, levels))
+    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, scheme, levels),
+                            tick_hz, voltage)
 
 
 def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, scheme: str, levels: int) -> list[str]:
@@ -456,5 +466,4 @@ def chip_limits() -> dict:
     """Key limits of a TrueNorth chip (MER14 [sec]), as listed by `neuro chips`."""
     return {"cores per chip": CHIP_CORES, "axons per core": CORE_AXONS, "neurons per core": CORE_NEURONS,
             "axon types": AXON_TYPES, "weight bits": 9, "membrane bits": V_BITS,
-            "weight schemes": f"trinary, multilevel 2-4 (default {DEFAULT_SCHEME} {DEFAULT_LEVELS})",
-            "coefficient sets": COEFFICIENTS}
+            "weight schemes": f"trinary, multilevel 2-4 (default {DEFAULT_SCHEME} {DEFAULT_LEVELS})"}

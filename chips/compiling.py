@@ -1,0 +1,128 @@
+"""Compile helpers every chip needs, one copy each: a converted SNN as (synapses, neurons) layers with the pools
+folded into the next synapses (``layers``, ``compose``), the per-layer activity of an engine run
+(``layer_activity``) and the connection list of a conv or dense op (``connections``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuro import graph
+from neuro.errors import NeuroError
+from neuro.snn import SNN, Neurons, Synapses
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One population of a converted SNN and the one synapse op feeding it (pools before it folded in)."""
+
+    name: str                 # "layer k (op i)": k-th population, i its Neurons op's index in snn.ops
+    synapse: graph.Dense | graph.Conv2d
+    neurons: Neurons
+    in_shape: tuple           # the synapse's input shape, as the SNN has it (C, H, W) or (n,)
+
+
+def layers(snn: SNN, title: str) -> tuple[list[Layer], list[str]]:
+    """The SNN's populations, each with one Dense or Conv2d feeding it (an average pool right before neurons
+    becomes a conv); and one line per fold, for the program's deviations. ``title`` names the chip in errors."""
+    shapes = snn.shapes()
+    out, folded, pending, start = [], [], None, 0
+    for i, op in enumerate(snn.ops):
+        if isinstance(op, Synapses):
+            if pending is None:
+                pending, start = op.op, i
+            else:
+                folded.append(f"op {i} ({type(op.op).__name__}) folded into the synapses of op {start} "
+                              f"({type(pending).__name__})")
+                pending = compose(pending, shapes[start], op.op, shapes[i], f"op {i}")
+        elif isinstance(op, Neurons):
+            if pending is None:
+                raise NeuroError(f"op {i} (Neurons) has no synapses before it: {title} needs synapses feeding every "
+                                 "population")
+            if isinstance(pending, graph.AvgPool2d):
+                pending = pending.as_conv(shapes[start][0])
+            out.append(Layer(f"layer {len(out)} (op {i})", pending, op, tuple(shapes[start])))
+            pending = None
+        elif not isinstance(op, graph.Flatten):
+            raise NeuroError(f"op {i} ({type(op).__name__}) has no {title} equivalent: convert a network with "
+                             "average pooling instead of max pooling")
+    return out, folded
+
+
+def compose(first, in_shape, second, mid_shape, where: str):
+    """One synapse op equal to ``second`` applied after ``first`` (no neurons between them)."""
+    if isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Conv2d):
+        return fold_pool_into_conv(first, second, in_shape, mid_shape, where)
+    if isinstance(second, graph.Dense):
+        m = linear_matrix(first, in_shape)
+        return graph.Dense(second.weight @ m, second.bias + second.weight @ bias_map(first, in_shape))
+    raise NeuroError(f"{where}: {type(second).__name__} right after {type(first).__name__} cannot be folded into "
+                     "one synapse op: put neurons between them")
+
+
+def linear_matrix(op, in_shape) -> np.ndarray:
+    """The (out, in) matrix of a linear op on flat (C, H, W) inputs, without its bias."""
+    n = int(np.prod(in_shape))
+    eye = np.eye(n, dtype=np.float32).reshape(n, *in_shape)
+    return (op.forward(eye).reshape(n, -1) - bias_map(op, in_shape)).T
+
+
+def bias_map(op, in_shape) -> np.ndarray:
+    """The op's output for a zero input, flat."""
+    return op.forward(np.zeros((1, *in_shape), np.float32)).reshape(-1)
+
+
+def fold_pool_into_conv(pool: graph.AvgPool2d, conv: graph.Conv2d, in_shape, mid_shape, where: str):
+    """conv(avgpool(x)) as one conv: kernel s (K - 1) + k, stride s S, each tap spread over its window / k^2."""
+    if pool.padding != (0, 0) or conv.padding != (0, 0) or conv.groups != 1:
+        raise NeuroError(f"{where}: only unpadded average pooling before an unpadded, ungrouped conv can be "
+                         "folded into one synapse op: put neurons after the pooling (convert with pool_neurons=True)")
+    (k0, k1), (s0, s1) = pool.kernel, pool.stride
+    o, c, kh, kw = conv.weight.shape
+    w = np.zeros((o, c, s0 * (kh - 1) + k0, s1 * (kw - 1) + k1), np.float64)
+    for ky in range(kh):
+        for kx in range(kw):
+            w[:, :, s0 * ky:s0 * ky + k0, s1 * kx:s1 * kx + k1] += conv.weight[:, :, ky, kx, None, None] / (k0 * k1)
+    folded = graph.Conv2d(w, conv.bias, (s0 * conv.stride[0], s1 * conv.stride[1]), (0, 0))
+    if folded.output_shape(in_shape) != conv.output_shape(mid_shape):
+        raise NeuroError(f"{where}: the pooling's windows do not tile its input, so it cannot be folded into "
+                         "the next conv: crop the input or put neurons after the pooling")
+    return folded
+
+
+@dataclass(frozen=True)
+class LayerActivity:
+    """A layer's mean activity per step of one inference: synaptic ops into it and spikes out of it."""
+
+    synops: float
+    spikes: float
+
+
+def layer_activity(snn: SNN, result) -> list[LayerActivity]:
+    """Per (synapses, neurons) layer of ``snn``, its activity per step and image in ``result`` (a ``SimResult``
+    of ``snn`` on the engine)."""
+    per = max(result.n_images, 1) * result.timesteps
+    syn = [c.synops for c, op in zip(result.layers, snn.ops) if isinstance(op, Synapses)]
+    spk = [c.spikes for c, op in zip(result.layers, snn.ops) if isinstance(op, Neurons)]
+    return [LayerActivity(s / per, k / per) for s, k in zip(syn, spk)]
+
+
+def connections(op, in_shape) -> tuple[np.ndarray, np.ndarray]:
+    """(target, source) flat indices of every non-zero weight of a Dense or Conv2d op, sorted by target; a conv's
+    in the engine's channel-last order."""
+    w = op.weight
+    if isinstance(op, graph.Dense):
+        return np.nonzero(w)
+    c, h, wd = in_shape
+    o, oh, ow = op.output_shape(in_shape)
+    oc, cg, ky, kx = np.nonzero(w)
+    ch = (oc // (o // op.groups)) * w.shape[1] + cg   # input channel of each tap
+    oy, ox = np.divmod(np.arange(oh * ow), ow)
+    iy = oy[:, None] * op.stride[0] - op.padding[0] + ky[None]
+    ix = ox[:, None] * op.stride[1] - op.padding[1] + kx[None]
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd)
+    target = (np.arange(oh * ow)[:, None] * o + oc[None])[ok]
+    source = ((iy * wd + ix) * c + ch[None])[ok]
+    order = np.argsort(target, kind="stable")
+    return target[order], source[order]
