@@ -20,7 +20,8 @@ from chips.api import Chip
 from neuro.errors import NeuroError
 
 GROUP = "neuro.chips"
-BUILTIN = {"loihi": "chips.loihi.entry:CHIP", "truenorth": "chips.truenorth.entry:CHIP"}  # also in setup.cfg
+BUILTIN = {"loihi": "chips.loihi.entry:CHIP", "loihi2": "chips.loihi2.entry:CHIP",
+           "truenorth": "chips.truenorth.entry:CHIP"}  # also in setup.cfg
 NAME = re.compile(r"[a-z][a-z0-9_-]*$")
 RESERVED = ("float",)   # the float SNN in an experiment's emulation.chips
 HOW_TO_ADD = "install a chip package (entry-point group neuro.chips) or call chips.register (docs/chips/extending.md)"

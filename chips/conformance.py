@@ -92,7 +92,7 @@ def check_declaration(chip: Chip) -> None:
 def check_program(chip: Chip, program, snn: SNN) -> None:
     """The program's fields and shape (same input, as many classes), its synapses' integer weights within
     float32's exact range, and each neuron model's contract: ``v`` (batch, n) of an integer dtype after
-    ``reset``, ``step`` writes 0/1 spikes and returns how many fired, ``potential()`` (batch, n) floats."""
+    ``reset``, ``step`` writes 0/1 spikes (integer payloads where the model says ``graded = True``) and returns how many fired, ``potential()`` (batch, n) floats."""
     where = f"{chip.name} program"
     _require(isinstance(program.snn, SNN), f"{where}: .snn must be a neuro.snn.SNN")
     _require(isinstance(program.deviations, list) and all(isinstance(d, str) for d in program.deviations),
@@ -126,8 +126,14 @@ def _check_neurons(model: NeuronModel, n: int, where: str) -> None:
              "(int32, int64 where a product can overflow)")
     spikes = np.zeros((2, n), np.float32)
     fired = model.step(np.ones((2, n), np.float32), spikes)
-    _require(np.isin(spikes, (0, 1)).all(), f"{where}: step must write 0/1 spikes")
-    _require(0 <= int(fired) <= 2 * n, f"{where}: step must return the number of neurons that fired")
+    if getattr(model, "graded", False):   # graded spikes: integer payloads, 0 = no message (e.g. Loihi 2)
+        _require(np.all(spikes == np.round(spikes)) and np.abs(spikes).max(initial=0) < FLOAT32_EXACT,
+                 f"{where}: a graded model must write integer payloads below 2^24")
+        _require(int(fired) == np.count_nonzero(spikes), f"{where}: step must return the number of messages sent "
+                 "(non-zero payloads)")
+    else:
+        _require(np.isin(spikes, (0, 1)).all(), f"{where}: step must write 0/1 spikes (or set graded = True)")
+        _require(0 <= int(fired) <= 2 * n, f"{where}: step must return the number of neurons that fired")
     potential = model.potential()
     _require(potential.shape == (2, n) and np.issubdtype(potential.dtype, np.floating),
              f"{where}: potential() must be (2, {n}) floats in threshold units")
