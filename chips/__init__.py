@@ -97,12 +97,13 @@ def _load(name: str, target: str) -> Chip:
 
 
 def compile_for(name: str, snn, encoding: str, options: dict | None = None):
-    """``snn`` compiled for chip ``name`` with its ``options`` (checked; the rest at their defaults); a chip's
-    cores take input spikes, so the encoding must be rate."""
+    """``snn`` compiled for chip ``name`` with its ``options`` (checked; the rest at their defaults); the encoding
+    must be one the chip takes (``Chip.encodings``: most chips' cores take input spikes only, i.e. rate)."""
     chip = get(name)
-    if encoding != "rate":
+    if encoding not in chip.encodings:
         raise NeuroError(f"the {name} chip model takes input spikes, not analog currents: use the rate encoding "
-                         f"(got {encoding!r})")
+                         f"(got {encoding!r})" if tuple(chip.encodings) == ("rate",) else
+                         f"the {name} chip model takes the {' or '.join(chip.encodings)} encoding, not {encoding!r}")
     return chip.compile(snn, **chip.check_options(options or {}, f"{name} options"))
 
 

@@ -136,7 +136,8 @@ class Chip:
     ``options``: what compile takes besides the SNN; ``published``: the chip's own published points for the
     report; ``wide_options``: the options with the chip's finest weights (the conformance check runs the
     program they give against the float SNN); ``coefficient_files``: whether its cost takes a user's TOML file
-    (False: only the shipped sets, e.g. a model fitted to them at import)."""
+    (False: only the shipped sets, e.g. a model fitted to them at import); ``encodings``: the input encodings
+    its program takes (rate: input spikes; current: the frame itself, as graded spikes)."""
 
     name: str
     title: str                        # how messages name it, e.g. "Loihi"
@@ -147,6 +148,7 @@ class Chip:
     published: Sequence[PublishedPoint] = ()
     wide_options: Mapping[str, Any] = field(default_factory=dict)
     coefficient_files: bool = True
+    encodings: Sequence[str] = ("rate",)   # the input encodings its program takes ("current": graded input, e.g. Loihi 2)
 
     def __post_init__(self):
         if not self.coefficients:

@@ -21,4 +21,5 @@ CHIP = Chip(
                     "of activation", low=2, high=12),
              Option("vth", int, DEFAULT_VTH, "delta threshold in activation units: smaller changes wait in the "
                     "residue (0: send every change)", low=0, high=1 << 16)),
-    published=PUBLISHED, wide_options={"act_bits": 8, "vth": 0})
+    published=PUBLISHED, wide_options={"act_bits": 8, "vth": 0},
+    encodings=("current", "rate"))   # current: the frame as graded input (how sigma-delta networks take video)
