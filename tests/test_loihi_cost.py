@@ -13,7 +13,7 @@ from chips.loihi.cost_model import (CHIP_STATIC_W, COEFFICIENTS, INJECT_S, MANAG
                                     UNCERTAIN, X86_ACTIVE_W, LayerActivity, Overheads, activity_from_result,
                                     barrier_s, coefficients, cost, evaluate)
 from chips.loihi.mapping import (CORE_COMPARTMENTS, CORE_OUTPUT_AXONS, CORE_SYNAPSE_WORDS, _connections,
-                                 _layer_shapes, core_position, map_layers, map_program)
+                                 core_position, map_layers, map_program)
 from chips.loihi.neuron import LoihiBackend, LoihiLayer, program_snn
 from neuro import graph
 from neuro.encode import Playback

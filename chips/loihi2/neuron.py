@@ -375,7 +375,7 @@ def simulate_chain(source, layers: list[dict], state: str = "sigma") -> list[tup
     chain = chain_layers(layers, src.shape[0], state)
     first = max_row_sum(chain[0].weights)
     if first and np.abs(src).max(initial=0) * first >= FLOAT32_EXACT:
-        raise NeuroError(f"the source's largest payload times layer 0's summed |weights| reaches 2^24, beyond the "
+        raise NeuroError("the source's largest payload times layer 0's summed |weights| reaches 2^24, beyond the "
                          "engine's exact float32 sums: give smaller payloads or weights")
     snn = program_snn(chain, (src.shape[0],))
     engine = Engine(snn, _Recording(chain, snn), threads=1)
