@@ -4,6 +4,7 @@ folded into the next synapses (``layers``, ``compose``), the per-layer activity 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +24,27 @@ class Layer:
     in_shape: tuple           # the synapse's input shape, as the SNN has it (C, H, W) or (n,)
 
 
-def layers(snn: SNN, title: str) -> tuple[list[Layer], list[str]]:
+def memory_cap() -> int:
+    """Bytes one array of a compile or mapping may take: half this machine's physical memory (8 GiB if unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
+def check_memory(nbytes: int, where: str, what: str, fix: str) -> None:
+    """A one-line NeuroError if ``what`` (an array of ``nbytes``) would exceed ``memory_cap``, before allocating it."""
+    cap = memory_cap()
+    if nbytes > cap:
+        raise NeuroError(f"{where}: {what} would take {nbytes / 2 ** 30:.3g} GiB, over the {cap / 2 ** 30:.3g} GiB "
+                         f"this machine allows (half its memory): {fix}")
+
+
+def layers(snn: SNN, title: str, before_fold=None) -> tuple[list[Layer], list[str]]:
     """The SNN's populations, each with one Dense or Conv2d feeding it (an average pool right before neurons
-    becomes a conv); and one line per fold, for the program's deviations. ``title`` names the chip in errors."""
+    becomes a conv); and one line per fold, for the program's deviations. ``title`` names the chip in errors;
+    ``before_fold(where, first, in_shape, second)``, if given, runs before each fold (a chip's limit check from
+    shapes and the unfolded weights, before the folded weights are built)."""
     shapes = snn.shapes()
     out, folded, pending, start = [], [], None, 0
     for i, op in enumerate(snn.ops):
@@ -35,6 +54,8 @@ def layers(snn: SNN, title: str) -> tuple[list[Layer], list[str]]:
             else:
                 folded.append(f"op {i} ({type(op.op).__name__}) folded into the synapses of op {start} "
                               f"({type(pending).__name__})")
+                if before_fold is not None:
+                    before_fold(f"layer {len(out)} (op {i})", pending, shapes[start], op.op)
                 pending = compose(pending, shapes[start], op.op, shapes[i], f"op {i}")
         elif isinstance(op, Neurons):
             if pending is None:
@@ -54,18 +75,49 @@ def compose(first, in_shape, second, mid_shape, where: str):
     """One synapse op equal to ``second`` applied after ``first`` (no neurons between them)."""
     if isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Conv2d):
         return fold_pool_into_conv(first, second, in_shape, mid_shape, where)
+    if isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Dense):
+        return graph.Dense(spread_pool(second.weight, first, in_shape, where), second.bias)
     if isinstance(second, graph.Dense):
-        m = linear_matrix(first, in_shape)
+        m = linear_matrix(first, in_shape, where)
         return graph.Dense(second.weight @ m, second.bias + second.weight @ bias_map(first, in_shape))
     raise NeuroError(f"{where}: {type(second).__name__} right after {type(first).__name__} cannot be folded into "
                      "one synapse op: put neurons between them")
 
 
-def linear_matrix(op, in_shape) -> np.ndarray:
-    """The (out, in) matrix of a linear op on flat (C, H, W) inputs, without its bias."""
+def linear_matrix(op, in_shape, where: str = "a fold") -> np.ndarray:
+    """The (out, in) matrix of a linear op on flat (C, H, W) inputs, without its bias (probed with the n x n
+    identity: refused before allocating it if that would not fit in memory)."""
     n = int(np.prod(in_shape))
+    n_out = int(np.prod(op.output_shape(tuple(in_shape))))
+    check_memory(4 * n * (n + 2 * n_out), where, f"probing {type(op).__name__} with the {n} x {n} identity",
+                 "put neurons after it, or use a smaller input")
     eye = np.eye(n, dtype=np.float32).reshape(n, *in_shape)
     return (op.forward(eye).reshape(n, -1) - bias_map(op, in_shape)).T
+
+
+def pool_overlaps(pool: graph.AvgPool2d) -> bool:
+    """Whether the pool's windows overlap (stride below the kernel on some axis)."""
+    return any(s < k for s, k in zip(pool.stride, pool.kernel))
+
+
+def spread_pool(weight: np.ndarray, pool: graph.AvgPool2d, in_shape, where: str = "a fold") -> np.ndarray:
+    """``weight`` (out, C OH OW) over an average pool's output as the (out, C H W) float32 weight over its input,
+    weight x P with P the pool's matrix: each column spread over its window / (kh kw), built window offset by
+    window offset (no n x n identity); padding positions dropped. Equal to probing with the identity (bit for
+    bit where the windows do not overlap)."""
+    c, h, wd = in_shape
+    (k0, k1), (s0, s1), (p0, p1) = pool.kernel, pool.stride, pool.padding
+    _, oh, ow = pool.output_shape(tuple(in_shape))
+    out = len(weight)
+    check_memory(4 * out * c * (h + 2 * p0) * (wd + 2 * p1) * 2, where,
+                 f"the {out} x {c * h * wd} weights of the pooling folded into the Dense layer",
+                 "put neurons after the pooling, pool more, or use a smaller input")
+    share = np.asarray(weight, np.float32).reshape(out, c, oh, ow) * np.float32(1.0 / (k0 * k1))
+    full = np.zeros((out, c, h + 2 * p0, wd + 2 * p1), np.float32)
+    for ky in range(k0):
+        for kx in range(k1):
+            full[:, :, ky:ky + s0 * (oh - 1) + 1:s0, kx:kx + s1 * (ow - 1) + 1:s1] += share
+    return np.ascontiguousarray(full[:, :, p0:p0 + h, p1:p1 + wd]).reshape(out, -1)
 
 
 def bias_map(op, in_shape) -> np.ndarray:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chips.api import CoefficientSet
-from chips.compiling import layers
+from chips.compiling import layers, pool_overlaps
 from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
-from chips.loihi.mapping import map_program
+from chips.loihi.mapping import CORE_INPUT_AXONS, map_program
 from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, VTH_SHIFT, WEIGHT_EXP_MAX,
                                 WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights, program_snn)
+from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN, Neurons
 
@@ -49,13 +50,35 @@ def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
     """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
     the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
     zero (the chip's native reset; a subtractive reset is not emulated), spiking output (class = most spikes)."""
-    found, folded = layers(snn, "Loihi")
+    found, folded = layers(snn, "Loihi", _fan_in_before_fold)
     compiled, report = [], []
     for layer in found:
         quantised, errors = _quantize_layer(layer.synapse, layer.neurons, vth, layer.name)
+        if isinstance(layer.synapse, graph.Dense):
+            _check_fan_in(layer.name, int(np.count_nonzero(quantised.weights, axis=1).max(initial=0)))
         compiled.append(quantised)
         report.append(errors)
     return LoihiProgram(compiled, program_snn(compiled, snn.input_shape), report, _deviations(snn, report, folded))
+
+
+def _check_fan_in(name: str, fan_in: int, floor: str = "") -> None:
+    """A neuron's non-zero weights each take an input axon of its core: more than a core has never map."""
+    if fan_in > CORE_INPUT_AXONS:
+        raise NeuroError(f"{name}: a neuron has {floor}{fan_in} non-zero input weights, over the {CORE_INPUT_AXONS} "
+                         "input axons of a Loihi core: pool more before the layer or give it fewer inputs")
+
+
+def _fan_in_before_fold(where: str, first, in_shape, second) -> None:
+    """Before an unpadded average pool with disjoint windows is folded into a Dense layer: every weight above
+    1/100 of the layer's largest survives the 8-bit quantisation (mantissas of at least 127 at the largest weight,
+    a weight survives from 1/127 of it) and spreads over kh x kw inputs, so a neuron with more such weights than a
+    core's input axons / (kh kw) never maps: refused before the folded weights are built."""
+    if not (isinstance(first, graph.AvgPool2d) and isinstance(second, graph.Dense)) or pool_overlaps(first) \
+            or first.padding != (0, 0) or second.weight.size == 0:
+        return
+    mag = np.abs(second.weight)
+    kept = np.count_nonzero(mag > mag.max() / 100, axis=1).max()
+    _check_fan_in(where, int(kept) * first.kernel[0] * first.kernel[1], "at least ")
 
 
 def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:

@@ -157,6 +157,10 @@ def _partition(layer, target, source, n, out_axons) -> tuple[np.ndarray, tuple]:
     ``out_axons(bounds)`` gives each slice's output axons for given slice bounds.
     """
     bits = STORED_WEIGHT_BITS[layer.num_weight_bits]
+    fan_in = int(np.bincount(target, minlength=n).max(initial=0))
+    if fan_in > CORE_INPUT_AXONS:   # one neuron per core breaks it too: say so now, not after trying every k
+        raise NeuroError(f"{layer.name}: does not fit a Loihi core even with one neuron per core: input axons "
+                         f"({fan_in} > {CORE_INPUT_AXONS}): give its neurons fewer inputs")
     k = -(-n // CORE_COMPARTMENTS)
     while True:
         bounds = _slices(n, k)

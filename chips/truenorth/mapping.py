@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chips.compiling import check_memory, spread_pool
 from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX,
                                   WEIGHT_MAX, WEIGHT_MIN, CoreConfig, mesh_hops)
 from neuro import graph
@@ -186,8 +187,11 @@ class Layer:
         return self.weight.reshape(self.weight.shape[0], -1)
 
 
-def _probe(ops, shape, n):
+def _probe(ops, shape, n, name="a fold"):
     """Push the n basis vectors of ``shape`` through the linear ops (biases zeroed): (n, *out) outputs."""
+    n_out = int(np.prod(graph.chain_shapes(tuple(shape), ops)[-1]))
+    check_memory(8 * n * (n + n_out), f"layer {name}", f"probing its ops with the {n} x {n} identity",
+                 "put neurons between the pools and the weights, or use a smaller input")
     x = np.eye(n, dtype=np.float32).reshape(n, *shape)
     for op in ops:
         if isinstance(op, (graph.Dense, graph.Conv2d)):
@@ -196,8 +200,32 @@ def _probe(ops, shape, n):
     return x
 
 
-def _fold(name, ops, in_shape, out_shape, neurons) -> Layer:
-    """The ops between two neuron populations (pools, flatten, then one Conv2d/Dense) as one Layer."""
+def _check_fan_in(name, fan_in: int, copies: int) -> int:
+    """Cores one neuron's inputs are split over; a NeuroError if more than one merge core can add."""
+    pieces = -(-fan_in // (CORE_AXONS // copies))
+    if 2 * pieces > CORE_AXONS:
+        raise NeuroError(f"layer {name}: fan-in {fan_in} needs {pieces} cores of {CORE_AXONS // copies} "
+                         f"inputs, beyond the {CORE_AXONS // 2} partial sums one merge core can add: pool more "
+                         "before the layer or give its neurons fewer inputs")
+    return pieces
+
+
+def _dense_over(ops, in_shape, name):
+    """The last op (a Dense) as an (out, in) float32 matrix over ``in_shape``, the average pools and flattens
+    before it folded in window by window (``spread_pool``, no identity); None if another op is among them."""
+    shapes = graph.chain_shapes(tuple(in_shape), ops[:-1])     # each op's input, then the Dense's
+    w = np.asarray(ops[-1].weight, np.float32)
+    for op, shape in zip(reversed(ops[:-1]), reversed(shapes[:-1])):
+        if isinstance(op, graph.AvgPool2d):
+            w = spread_pool(w, op, shape, f"layer {name}")
+        elif not isinstance(op, graph.Flatten):
+            return None
+    return w
+
+
+def _fold(name, ops, in_shape, out_shape, neurons, copies=None) -> Layer:
+    """The ops between two neuron populations (pools, flatten, then one Conv2d/Dense) as one Layer; with
+    ``copies`` (axons per input), a fan-in beyond what one merge core can add is refused before folding."""
     last = ops[-1]
     if neurons.leak:
         raise NeuroError(f"{name}: leaky neurons (leak {neurons.leak}) cannot be mapped: a TrueNorth leak is linear, "
@@ -206,7 +234,12 @@ def _fold(name, ops, in_shape, out_shape, neurons) -> Layer:
               v_init=neurons.v_init)
     if isinstance(last, graph.Dense):
         n = int(np.prod(in_shape))
-        return Layer(name, _probe(ops, in_shape, n).reshape(n, -1).T, in_shape, out_shape, **kw)
+        if copies:
+            _check_fan_in(name, n, copies)
+        weight = _dense_over(ops, in_shape, name)
+        if weight is None:
+            weight = _probe(ops, in_shape, n, name).reshape(n, -1).T
+        return Layer(name, weight, in_shape, out_shape, **kw)
     pre = ops[:-1]
     if any(not isinstance(op, graph.AvgPool2d) or op.padding != (0, 0) for op in pre) or last.groups != 1 \
             or (pre and last.padding != (0, 0)):
@@ -215,16 +248,20 @@ def _fold(name, ops, in_shape, out_shape, neurons) -> Layer:
     for op in reversed(pre):                        # receptive field and stride over the population
         size, stride = (size - 1) * op.stride + op.kernel, stride * op.stride
     cin = in_shape[0]
+    if copies:
+        _check_fan_in(name, cin * int(np.prod(size)), copies)
     if pre:                                         # pools folded in: probe the field (unpadded, so out is 1 x 1)
-        probe = _probe(ops, (cin, *size), cin * int(np.prod(size)))      # (n, out, 1, 1)
+        probe = _probe(ops, (cin, *size), cin * int(np.prod(size)), name)      # (n, out, 1, 1)
         weight = probe.reshape(cin, *size, -1).transpose(3, 0, 1, 2)
     else:
         weight = np.asarray(last.weight, np.float64)
     return Layer(name, weight, in_shape, out_shape, tuple(int(s) for s in stride), last.padding, **kw)
 
 
-def layers(snn: SNN) -> list[Layer]:
-    """The SNN's Conv2d/Dense layers, each with the pools and flatten before it folded in."""
+def layers(snn: SNN, copies: int | None = None) -> list[Layer]:
+    """The SNN's Conv2d/Dense layers, each with the pools and flatten before it folded in; with ``copies``
+    (axons per input of the weight scheme), a layer whose fan-in no merge core can add is refused before its
+    weights are folded."""
     shapes, out, ops, start = snn.shapes(), [], [], snn.input_shape
     for i, op in enumerate(snn.ops):
         if isinstance(op, MaxPoolGate):
@@ -233,7 +270,7 @@ def layers(snn: SNN) -> list[Layer]:
             if not ops:
                 raise NeuroError(f"op {i}: a neuron population without synapses before it cannot be mapped")
             name = f"{len(out)}:{type(ops[-1]).__name__}"
-            out.append(_fold(name, ops, start, shapes[i + 1], op))
+            out.append(_fold(name, ops, start, shapes[i + 1], op, copies))
             ops, start = [], shapes[i + 1]
             continue
         inner = op.op if isinstance(op, Synapses) else op
@@ -350,10 +387,7 @@ def _plan(layer: Layer, q: Quantised):
     per compute core)."""
     n_in, n_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
     fan_in = layer.matrix.shape[1]
-    pieces = -(-fan_in // (CORE_AXONS // q.copies))
-    if 2 * pieces > CORE_AXONS:
-        raise NeuroError(f"layer {layer.name}: fan-in {fan_in} needs {pieces} cores of {CORE_AXONS // q.copies} "
-                         f"inputs, beyond the {CORE_AXONS // 2} partial sums one merge core can add")
+    pieces = _check_fan_in(layer.name, fan_in, q.copies)
     ins, outs, part_outs, axons, neurons = [], [], [], 0, 0
     for inputs, outputs in _groups(layer, q.copies):
         parts = _pieces(inputs, q.copies, pieces > 1)
@@ -427,9 +461,33 @@ def _output_hops(src_pos, next_ins, next_pos, split_pos, targets) -> np.ndarray:
     return onward + np.where(targets > 1, mesh_hops(src_pos[:, 1:], np.maximum(via, 0)), 0)
 
 
+PLAN_BYTES = 6   # per core and per input or output of its layer: the bool masks of _plan (list and array)
+#                  and their float32 copy in _connected
+
+
+def _check_size(found: list[Layer], copies: int) -> None:
+    """From shapes alone, before _plan allocates its per-core masks (cores x (inputs + outputs) of the layer):
+    a lower bound on each layer's compute cores (256 neurons each, 128 when its fan-in is split, times the pieces)
+    and a NeuroError naming the layer if those masks would not fit in memory."""
+    for layer in found:
+        n_in, n_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
+        pieces = _check_fan_in(layer.name, layer.matrix.shape[1], copies)
+        if layer.weight.ndim == 2:
+            cores = -(-n_out // (CORE_NEURONS if pieces == 1 else CORE_NEURONS // 2)) * pieces
+        else:
+            cores = -(-n_out // CORE_NEURONS)
+        check_memory(PLAN_BYTES * cores * (n_in + n_out), f"layer {layer.name}",
+                     f"mapping its {n_out} neurons (at least {cores} cores, {-(-cores // CHIP_CORES)} chips) over "
+                     f"{n_in} inputs", "use a smaller input or fewer channels, or pool earlier")
+
+
 def map_network(snn: SNN, scheme: str = "trinary", levels: int = 3) -> NetworkMap:
-    """Map every Conv2d/Dense layer of ``snn`` under one weight scheme; see the module docstring."""
-    quantised = [(layer, quantise(layer.matrix, scheme, levels)) for layer in layers(snn)]
+    """Map every Conv2d/Dense layer of ``snn`` under one weight scheme; see the module docstring. Limits that
+    shapes alone decide (fan-in, the mapping's memory) are checked before anything proportional to them is built."""
+    copies = quantise(np.ones((1, 1)), scheme, levels).copies    # checks scheme and levels first
+    found = layers(snn, copies)
+    _check_size(found, copies)
+    quantised = [(layer, quantise(layer.matrix, scheme, levels)) for layer in found]
     plans = [_plan(layer, q) for layer, q in quantised]
     for i, (m, *_) in enumerate(plans[:-1]):
         m.splitter_neurons, m.splitter_cores = _splitters(plans[i + 1][0].input_axons)
