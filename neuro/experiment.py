@@ -236,7 +236,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
     done = _resumable(out, config, identity, resume)
     lock.check_free(out.parent)
     if "conversion" in done:
-        snn, ann_accuracy = results.read_snn(out), results.read(out).conversion["ann_accuracy"]
+        snn, ann_accuracy = results.read_snn(out), results.read_conversion(out)["ann_accuracy"]
     else:
         say("converting the ANN")
         snn = _convert(config)

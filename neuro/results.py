@@ -13,8 +13,9 @@ Layout (every group appears only once its part is complete):
 
 ``add_part`` rewrites the file copy-on-write (copy to a temp file beside it, add the group,
 ``os.replace``), so an interrupted run leaves the previous complete file and ``--resume`` goes on
-from the parts present. Numbers carry provenance as in ``neuro.baselines.results``, plus ``modeled``
-(computed from emulated activity) and ``published``.
+from the parts present. Every part carries a sha256 of its content (``neuro.checksum``) that reading
+checks: a corrupt part is an error naming it, and ``--resume`` redoes it. Numbers carry provenance as in
+``neuro.baselines.results``, plus ``modeled`` (computed from emulated activity) and ``published``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from neuro import graph
+from neuro import checksum, graph
 from neuro.atomic import atomic_path
 from neuro.baselines.results import Baselines, Value
 from neuro.errors import NeuroError
@@ -98,7 +99,9 @@ def add_part(path, part: str, write) -> None:
                 f.attrs.update(format=FORMAT, version=FORMAT_VERSION)
                 if part in f:
                     del f[part]
-                write(f.create_group(part))
+                g = f.create_group(part)
+                write(g)
+                checksum.sign(g)
     except OSError as e:
         if e.errno != errno.ENOSPC and "No space left" not in str(e):  # h5py names it only in its message
             raise
@@ -156,30 +159,52 @@ def _text(g: h5py.Group, name: str, text: str) -> None:
 # --- reading ----------------------------------------------------------------------------------------------
 
 def parts(path) -> set[str]:
-    """Names of the finished parts in the results file at ``path`` (e.g. "meta", "chips/float")."""
+    """Names of the finished, intact parts in the results file at ``path`` (e.g. "meta", "chips/float").
+
+    A corrupt part counts as missing, so ``--resume`` redoes it; so do the chip parts when the conversion
+    is corrupt, since they ran its SNN. A corrupt meta part (the record a resume checks) is an error.
+    """
     with _open(path) as f:
-        return {k for k in f if k != "chips"} | {f"chips/{k}" for k in f.get("chips", {})}
+        done = _part_names(f)
+        bad = {p for p in done if not checksum.intact(f[p])}
+        if "meta" in bad:
+            raise _corrupt(path, "meta")
+        if "conversion" in bad:
+            bad |= {p for p in done if p.startswith("chips/")}
+        return done - bad
 
 
 def read_config(path) -> str:
     with _open(path) as f:
-        return _str(f["meta/config"])
+        return _str(_part(f, "meta")["config"])
 
 
 def read_identity(path) -> dict | None:
     """The identity of the inputs stored in the meta part (None in files written before it was stored)."""
     with _open(path) as f:
-        return json.loads(_str(f["meta/identity"])) if "meta/identity" in f else None
+        m = _part(f, "meta")
+        return json.loads(_str(m["identity"])) if "identity" in m else None
 
 
 def read_snn(path) -> SNN:
     """The converted SNN stored in the conversion part."""
     with _open(path) as f:
-        s = f["conversion/snn"]
+        s = _part(f, "conversion")["snn"]
         ann = graph.Network(tuple(s["ann"].attrs["input_shape"]), _read_list(s["ann/layers"], graph.LAYER_TYPES),
                             str(s["ann"].attrs["name"]))
         return SNN(tuple(s.attrs["input_shape"]), _read_list(s["ops"], {**_SNN_TYPES, **graph.LAYER_TYPES}),
                    str(s.attrs["readout"]), ann, json.loads(f["conversion"].attrs["info"]))
+
+
+def read_conversion(path) -> dict:
+    """The conversion part's info, ANN accuracy and image count (without reading the other parts)."""
+    with _open(path) as f:
+        return _conversion(f)
+
+
+def _conversion(f: h5py.File) -> dict:
+    c = _part(f, "conversion").attrs
+    return dict(info=json.loads(c["info"]), ann_accuracy=float(c["ann_accuracy"]), n_images=int(c["n_images"]))
 
 
 def read(path) -> Results:
@@ -189,13 +214,13 @@ def read(path) -> Results:
         try:
             if "meta" not in f:
                 raise NeuroError(f"{path} has no meta part: the run stopped before writing anything; run it again")
+            for part in sorted(_part_names(f)):
+                _part(f, part)
             m = f["meta"]
             out = Results(path, str(m.attrs["name"]), _str(m["config"]), int(m.attrs["seed"]), str(m.attrs["date"]),
                           json.loads(_str(m["system"])))
             if "conversion" in f:
-                c = f["conversion"].attrs
-                out.conversion = dict(info=json.loads(c["info"]), ann_accuracy=float(c["ann_accuracy"]),
-                                      n_images=int(c["n_images"]))
+                out.conversion = _conversion(f)
             for name, g in f.get("chips", {}).items():
                 out.chips[name] = _read_chip(name, g)
             if "baselines" in f:
@@ -222,6 +247,23 @@ def _read_chip(name: str, g: h5py.Group) -> ChipRun:
                    float(g.attrs["seconds"]), json.loads(g.attrs["coefficients"]), cost,
                    json.loads(g.attrs.get("deviations", "[]")),
                    g["counts_by_step"][()] if "counts_by_step" in g else None)
+
+
+def _part_names(f: h5py.File) -> set[str]:
+    return {k for k in f if k != "chips"} | {f"chips/{k}" for k in f.get("chips", {})}
+
+
+def _part(f: h5py.File, name: str) -> h5py.Group:
+    """Part ``name`` of an open results file, once its checksum is verified."""
+    if not checksum.intact(f[name]):
+        raise _corrupt(f.filename, name)
+    return f[name]
+
+
+def _corrupt(path, name: str) -> NeuroError:
+    fix = ("the record of the config and inputs a resume checks is lost: run the experiment into a new folder"
+           if name == "meta" else "run again with --resume, which redoes it")
+    return NeuroError(f"{path}: part {name!r} is corrupt (its sha256 checksum does not match its content): {fix}")
 
 
 def _str(dataset) -> str:

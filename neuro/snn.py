@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from neuro import graph
+from neuro import checksum, graph
 from neuro.atomic import atomic_path
 from neuro.errors import NeuroError
 
@@ -157,7 +157,7 @@ def atomic_h5(path):
 
 
 def save(snn: SNN, path) -> None:
-    """Write the SNN (and its ANN) to an HDF5 file, atomically."""
+    """Write the SNN (and its ANN) to an HDF5 file, atomically, with a sha256 of its content that ``load`` checks."""
     with atomic_h5(path) as f:
         f.attrs.update(format=FORMAT, version=FORMAT_VERSION, readout=snn.readout,
                        input_shape=list(snn.input_shape), info=json.dumps(snn.info))
@@ -166,6 +166,7 @@ def save(snn: SNN, path) -> None:
             ann = f.create_group("ann")
             ann.attrs.update(input_shape=list(snn.ann.input_shape), name=snn.ann.name)
             _write_list(ann.create_group("layers"), snn.ann.layers)
+        checksum.sign(f)
 
 
 def load(path) -> SNN:
@@ -177,6 +178,9 @@ def load(path) -> SNN:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise NeuroError(f"{path} is not an SNN file written by `neuro convert`")
+            if not checksum.intact(f):
+                raise NeuroError(f"SNN file {path} is corrupt (its sha256 checksum does not match its content): "
+                                 "convert the model again")
             ann = None
             if "ann" in f:
                 g = f["ann"]

@@ -1,5 +1,8 @@
 """ANN -> SNN conversion: normalisation, the SNN file, convergence to the ANN's decisions."""
 
+import re
+
+import h5py
 import numpy as np
 import pytest
 
@@ -90,6 +93,29 @@ def test_load_errors(tmp_path):
     bad.write_bytes(b"not hdf5 at all")
     with pytest.raises(NeuroError, match="damaged"):
         snn.load(bad)
+
+
+def test_flipped_weight_byte_is_a_one_line_error(tmp_path, data):
+    rng, x = data
+    path = tmp_path / "net.h5"
+    snn.save(convert(small_cnn(rng), x[:50]), path)
+    with h5py.File(path, "r") as f:
+        offset = f["ops/0/op/weight"].id.get_offset() + 3
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(NeuroError, match=f"SNN file {re.escape(str(path))} is corrupt .*convert the model again") as e:
+        snn.load(path)
+    assert "\n" not in str(e.value)
+
+
+def test_snn_file_without_a_checksum_still_loads(tmp_path, data):
+    rng, x = data
+    path = tmp_path / "net.h5"
+    snn.save(convert(small_cnn(rng), x[:50]), path)
+    with h5py.File(path, "a") as f:
+        del f.attrs["sha256"]
+    assert snn.load(path).n_classes == 5
 
 
 def test_unconvertible_networks(data):

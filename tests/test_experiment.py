@@ -112,6 +112,70 @@ def test_corrupt_results_file_is_a_clear_error(tiny_run, tmp_path):
     assert not (tmp_path / "report" / "report.md").exists()
 
 
+def flip_byte(path, dataset, at=7):
+    """Invert byte ``at`` of ``dataset``'s stored data, as a bad disk sector would (byte 7: a float64's exponent)."""
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset() + at
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("dataset,redone", [("chips/float/accuracy_by_step", {"chips/float"}),
+                                            ("conversion/snn/ops/0/op/weight", {"conversion", "chips/float"})])
+def test_a_flipped_byte_is_an_error_and_resume_redoes_the_part(tiny_run, tmp_path, monkeypatch, dataset, redone):
+    out = tmp_path / "out" / "tiny.h5"
+    out.parent.mkdir()
+    out.write_bytes(tiny_run.read_bytes())
+    before = results.read(out).chips["float"].accuracy_by_step
+    with h5py.File(out, "r") as f:
+        stored = f[dataset][()]
+    flip_byte(out, dataset)
+    with h5py.File(out, "r") as f:
+        assert not (f[dataset][()] == stored).all()   # the flip hit the numbers; h5py itself reads them happily
+    part = "chips/float" if "chips" in dataset else "conversion"
+    with pytest.raises(NeuroError, match=f"{re.escape(str(out))}: part '{part}' is corrupt .*--resume") as e:
+        results.read(out)
+    assert "\n" not in str(e.value)
+    assert results.parts(out) == PARTS - redone
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("an intact part ran again")
+
+    monkeypatch.setattr(experiment, "measure", not_again)
+    if "conversion" not in redone:
+        monkeypatch.setattr(experiment, "_convert", not_again)
+    experiment.run_experiment(write_config(tmp_path), out.parent, resume=True, progress=False)
+    assert results.parts(out) == PARTS
+    assert (results.read(out).chips["float"].accuracy_by_step == before).all()
+
+
+def test_changed_attributes_are_caught(tiny_run, tmp_path):
+    out = tmp_path / "tiny.h5"
+    out.write_bytes(tiny_run.read_bytes())
+    with h5py.File(out, "a") as f:
+        f["chips/float"].attrs["n_images"] = 31
+    with pytest.raises(NeuroError, match="part 'chips/float' is corrupt"):
+        results.read(out)
+    with h5py.File(out, "a") as f:
+        f["meta"].attrs["seed"] = 2
+    with pytest.raises(NeuroError, match="part 'meta' is corrupt .*run the experiment into a new folder"):
+        results.parts(out)                       # what a resume checks is gone: no resume from this file
+
+
+def test_files_without_checksums_still_read(tiny_run, tmp_path):
+    out = tmp_path / "tiny.h5"
+    out.write_bytes(tiny_run.read_bytes())
+    with h5py.File(out, "a") as f:
+        for part in PARTS:
+            assert "sha256" in f[part].attrs
+            del f[part].attrs["sha256"]
+    assert results.parts(out) == PARTS
+    accuracy = (results.read(p).chips["float"].accuracy_by_step for p in (out, tiny_run))
+    assert (next(accuracy) == next(accuracy)).all()
+    assert results.read_snn(out).n_classes == 10
+
+
 def test_foreign_hdf5_file(tmp_path):
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as f:
