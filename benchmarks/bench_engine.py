@@ -1,10 +1,14 @@
 """Engine speed and memory on the reference MNIST CNN, measured side by side in one run.
 
-Prints: images/s at T steps and batch B (constant-current input), synaptic events/s, peak memory,
-``step_over_forward_ratio`` (one engine step / one onnxruntime forward pass of the ANN on the same
-batch), and the event-driven vs dense synaptic paths on one conv layer across input activity levels.
+Prints: images/s at T steps and batch B (constant-current input unless --encoding rate), synaptic events/s,
+peak memory, ``step_over_forward_ratio`` (one engine step = run time / T, over one onnxruntime forward pass
+of the ANN on the same batch), the same for the time-batched engine (``time_batched``: tiles of
+--time-batch steps, runs interleaved with the step engine's so both see the same machine load, and
+checked to give the same accuracy at every step), and the event-driven vs dense synaptic paths on one
+conv layer across input activity levels.
 
-    python benchmarks/bench_engine.py [--json] [--timesteps 100] [--batch 256]
+    python benchmarks/bench_engine.py [--json] [--timesteps 100] [--batch 256] [--time-batch 8]
+                                      [--encoding current|rate]
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def main(argv=None) -> dict:
     p.add_argument("--timesteps", type=int, default=100)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--time-batch", type=int, default=8, help="tile length of the time-batched runs")
+    p.add_argument("--encoding", choices=("current", "rate"), default="current")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
@@ -78,33 +84,47 @@ def main(argv=None) -> dict:
     batch_x, batch_y = test_x[:args.batch], test_y[:args.batch]
 
     engine = Engine(snn)
-    engine.run(batch_x, batch_y, 2, progress=False)  # compile the kernels
-    runs = []
+    modes = {"step": None, "time_batched": args.time_batch}
+    runs, results = {mode: [] for mode in modes}, {}
+    for tile in modes.values():
+        engine.run(batch_x, batch_y, 2, encoding=args.encoding, time_batch=tile, progress=False)  # compile kernels
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        result = engine.run(batch_x, batch_y, args.timesteps, progress=False)
-        runs.append(time.perf_counter() - start)
-    run_s = statistics.median(runs)
-    step_s = run_s / args.timesteps
+        for mode, tile in modes.items():
+            start = time.perf_counter()
+            results[mode] = engine.run(batch_x, batch_y, args.timesteps, encoding=args.encoding, time_batch=tile,
+                                       progress=False)
+            runs[mode].append(time.perf_counter() - start)
+    if not np.array_equal(results["step"].correct_by_step, results["time_batched"].correct_by_step):
+        raise SystemExit("the time-batched engine's accuracy differs from the step engine's at some step")
     forward_s = onnx_forward_seconds(np.ascontiguousarray(batch_x), args.repeats * 4)
+
+    def speed(mode):
+        run_s = statistics.median(runs[mode])
+        step_s = run_s / args.timesteps
+        return {"images_per_second": args.batch / run_s,
+                "synaptic_events_per_second": results[mode].per_image("synops") * args.batch / run_s,
+                "engine_step_ms": 1e3 * step_s, "step_over_forward_ratio": step_s / forward_s}
+
+    result = results["step"]
     figures = {
         "model": MODEL.name,
         "batch": args.batch,
         "timesteps": args.timesteps,
-        "images_per_second": args.batch / run_s,
-        "synaptic_events_per_second": result.per_image("synops") * args.batch / run_s,
+        "encoding": args.encoding,
+        **speed("step"),
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "engine_step_ms": 1e3 * step_s,
         "onnxruntime_forward_ms": 1e3 * forward_s,
-        "step_over_forward_ratio": step_s / forward_s,
         "snn_accuracy_on_batch": result.accuracy,
+        "time_batched": {"time_batch": args.time_batch, **speed("time_batched"),
+                         "speed_over_step_engine": statistics.median(runs["step"]) /
+                         statistics.median(runs["time_batched"])},
         "path_crossover": path_crossover(args.batch, args.repeats * 2),
     }
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
-        for key, value in figures.items():
-            if key != "path_crossover":
+        for key, value in [*figures.items(), *(("time_batched " + k, v) for k, v in figures["time_batched"].items())]:
+            if key not in ("path_crossover", "time_batched"):
                 print(f"{key:30s} {value:.4g}" if isinstance(value, float) else f"{key:30s} {value}")
         print("synaptic paths, 16->32 ch 5x5 conv on 12x12, by input activity:")
         print("  activity  event ms  dense ms  event/dense")

@@ -9,9 +9,10 @@ one product, and neuron stages scan their state over the tile one step at a time
 Synaptic stages pick the event-driven (scatter) path when the fraction of non-zero inputs over the
 tile is below ``event_threshold`` and the dense path (im2col + BLAS) otherwise.
 
-Memory: neuron state is (batch, neurons) and every stage holds a buffer of one tile, (L x batch) rows
-of its output (and, for a conv, its im2col or event scratch), so memory grows with the tile length L
-but not with T; nothing is kept per step unless recorded.
+Memory: neuron state is (batch, neurons) and every stage holds a buffer of one tile, L x batch rows of
+its output: 4 bytes x L x batch x (sum of the stages' output sizes), plus a conv's fixed scratch (at most
+``IM2COL_BYTES`` of unrolled input, or one image's event lists). It grows with the tile length L but
+not with T; nothing is kept per step unless recorded.
 
 The seam for chip models is the ``Backend``: it turns each ``Synapses`` op into the weights the
 chip uses (e.g. quantised integers held in float32, exact below 2^24) and each ``Neurons`` op into
@@ -37,6 +38,7 @@ from neuro.errors import NeuroError
 from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 DEFAULT_EVENT_THRESHOLD = 0.03  # below this fraction of non-zero inputs the event path wins (bench_engine.py: crossover 2-5 %)
+IM2COL_BYTES = 1 << 19  # a conv's dense path unrolls this much input at a time (at least one image), kept in cache
 
 
 # --- neuron models and backends (the chip seam) ----------------------------------------------------
@@ -151,14 +153,15 @@ class SynapseStage:
             self.connections = oh * ow * o * cin_g * kh * kw
 
     def reset(self, batch, tile=1):
-        rows = batch * tile
-        self.out = np.empty((rows, self.out_size), np.float32)
-        if self.kind == "conv" and self.pool is None:
+        self.out = np.empty((batch * tile, self.out_size), np.float32)
+        if self.kind == "conv" and self.pool is None:  # scratch of a fixed size, whatever the batch and tile
             h, w, c, oh, ow = self.geom[:5]
-            self.scratch = (np.empty((rows, h * w + 1), np.int64), np.empty((rows, h * w * c), np.int64),
-                            np.empty((rows, h * w * c), np.float32), np.empty((rows, len(self.bias)), np.float32))
+            self.scratch = (np.empty(h * w + 1, np.int64), np.empty(h * w * c, np.int64),
+                            np.empty(h * w * c, np.float32), np.empty(len(self.bias), np.float32))
             if self.groups == 1:
-                self.cols = np.empty((rows * oh * ow, self.ksize[0] * self.ksize[1] * c), np.float32)
+                width = self.ksize[0] * self.ksize[1] * c
+                self.images_per_block = max(1, IM2COL_BYTES // (4 * oh * ow * width))
+                self.cols = np.empty((self.images_per_block * oh * ow, width), np.float32)
 
     def step(self, x, counts: LayerCounts):
         return self.tile(x[None], [counts])[0]
@@ -195,13 +198,15 @@ class SynapseStage:
             np.matmul(x, self.wt, out=out)
             out += self.bias
         elif event:
-            kernels.conv_event(x, self.wr, self.bias, out, *self.geom, self.cin_g, *(s[:rows] for s in self.scratch))
-        else:
-            oh, ow = self.geom[3:5]
-            cols = self.cols[:rows * oh * ow]
-            kernels.im2col(x, cols, *self.geom[:5], *self.ksize, *self.geom[5:])
+            kernels.conv_event(x, self.wr, self.bias, out, *self.geom, self.cin_g, *self.scratch)
+        else:  # im2col + BLAS, a block of images at a time
+            positions = self.geom[3] * self.geom[4]
             out2d = out.reshape(-1, self.wm.shape[1])
-            np.matmul(cols, self.wm, out=out2d)
+            for start in range(0, rows, self.images_per_block):
+                stop = min(start + self.images_per_block, rows)
+                cols = self.cols[:(stop - start) * positions]
+                kernels.im2col(x[start:stop], cols, *self.geom[:5], *self.ksize, *self.geom[5:])
+                np.matmul(cols, self.wm, out=out2d[start * positions:stop * positions])
             out2d += self.bias
         return out
 
