@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from neuro import ann, datasets, graph
 from neuro.convert import convert
@@ -39,31 +40,34 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def onnx_forward_seconds(batch: np.ndarray, repeats: int) -> float:
+def onnx_forward(batch: np.ndarray):
+    """One onnxruntime forward pass of the ANN on ``batch``, as a function (warmed up)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     sess.run(None, {name: batch})  # warm-up
-    return median_time(lambda: sess.run(None, {name: batch}), repeats)
+    return lambda: sess.run(None, {name: batch})
 
 
 def path_crossover(batch: int, repeats: int) -> list[dict]:
-    """Time both synaptic paths of a 16 -> 32 channel 5x5 conv on 12x12 inputs at several activity levels."""
+    """Time both synaptic paths of a 16 -> 32 channel 5x5 conv on 12x12 inputs at several activity levels, on
+    one thread and one BLAS thread (as each of the engine's threads runs them)."""
     rng = np.random.default_rng(0)
     conv = graph.Conv2d(rng.normal(size=(32, 16, 5, 5)).astype(np.float32), np.zeros(32, np.float32))
     stage = SynapseStage(conv, (16, 12, 12), conv.output_shape((16, 12, 12)), None, 0.0)
     stage.reset(batch)
     rows = []
-    for activity in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
-        x = to_channel_last((rng.random((batch, 16, 12, 12)) < activity).astype(np.float32))
-        timing = {}
-        for path, threshold in (("event", 2.0), ("dense", 0.0)):
-            stage.event_threshold = threshold
-            stage.step(x, LayerCounts("warm-up"))
-            timing[path] = median_time(lambda: stage.step(x, LayerCounts("t")), repeats)
-        rows.append(dict(activity=activity, event_ms=1e3 * timing["event"], dense_ms=1e3 * timing["dense"],
-                         event_over_dense=timing["event"] / timing["dense"]))
+    with threadpool_limits(1, user_api="blas"):
+        for activity in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+            x = to_channel_last((rng.random((batch, 16, 12, 12)) < activity).astype(np.float32))
+            timing = {}
+            for path, threshold in (("event", 2.0), ("dense", 0.0)):
+                stage.event_threshold = threshold
+                stage.step(x, LayerCounts("warm-up"))
+                timing[path] = median_time(lambda: stage.step(x, LayerCounts("t")), repeats)
+            rows.append(dict(activity=activity, event_ms=1e3 * timing["event"], dense_ms=1e3 * timing["dense"],
+                             event_over_dense=timing["event"] / timing["dense"]))
     return rows
 
 
@@ -84,19 +88,21 @@ def main(argv=None) -> dict:
     batch_x, batch_y = test_x[:args.batch], test_y[:args.batch]
 
     engine = Engine(snn)
+    forward = onnx_forward(np.ascontiguousarray(batch_x))
     modes = {"step": None, "time_batched": args.time_batch}
-    runs, results = {mode: [] for mode in modes}, {}
+    runs, results, forwards = {mode: [] for mode in modes}, {}, []
     for tile in modes.values():
         engine.run(batch_x, batch_y, 2, encoding=args.encoding, time_batch=tile, progress=False)  # compile kernels
-    for _ in range(args.repeats):
+    for _ in range(args.repeats):  # interleaved, so that the engine modes and the forward pass see the same load
         for mode, tile in modes.items():
             start = time.perf_counter()
             results[mode] = engine.run(batch_x, batch_y, args.timesteps, encoding=args.encoding, time_batch=tile,
                                        progress=False)
             runs[mode].append(time.perf_counter() - start)
+        forwards.append(median_time(forward, 4))
     if not np.array_equal(results["step"].correct_by_step, results["time_batched"].correct_by_step):
         raise SystemExit("the time-batched engine's accuracy differs from the step engine's at some step")
-    forward_s = onnx_forward_seconds(np.ascontiguousarray(batch_x), args.repeats * 4)
+    forward_s = statistics.median(forwards)
 
     def speed(mode):
         run_s = statistics.median(runs[mode])

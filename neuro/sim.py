@@ -160,7 +160,7 @@ class SynapseStage:
                             np.empty(h * w * c, np.float32), np.empty(len(self.bias), np.float32))
             if self.groups == 1:
                 width = self.ksize[0] * self.ksize[1] * c
-                self.images_per_block = max(1, IM2COL_BYTES // (4 * oh * ow * width))
+                self.images_per_block = min(batch * tile, max(1, IM2COL_BYTES // (4 * oh * ow * width)))
                 self.cols = np.empty((self.images_per_block * oh * ow, width), np.float32)
 
     def step(self, x, counts: LayerCounts):
