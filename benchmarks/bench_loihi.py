@@ -8,10 +8,12 @@ the same samples with the Loihi backend, and a batch for throughput on the Loihi
 same chain as float integrate-and-fire neurons). Lava passes and engine runs alternate, so all see the same
 machine load; figures are medians. Checked on the way: every layer's spikes equal those of a monitored Lava
 pass, every layer's v after each sample equals the timed (unmonitored) Lava passes', and the batch's spike
-counts on those samples equal Lava's.
+counts on those samples equal Lava's. The engine's Loihi runs are made twice, step by step and time-batched
+(tiles of --time-batch steps, ``neuro.sim.Engine.run``), both checked against Lava.
 
     .venv-lava/bin/python benchmarks/bench_loihi.py [--json] [--timesteps 200] [--lava-samples 3]
                                                     [--batch 256] [--repeats 5] [--threads N] [--seed 0]
+                                                    [--time-batch 20]
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from neuro.snn import SNN, Neurons, Synapses
 
 SIZES = (390, 256, 256, 29)   # Blouw et al. 2019 keyword spotting (docs/references.md section 2)
 INPUT_DENSITY = 0.2           # fraction of inputs spiking per step
-RUNS = ("lava", "lava_monitored", "loihi_same_samples", "loihi_batch", "float_batch")
+RUNS = ("lava", "lava_monitored", "loihi_same_samples", "loihi_batch", "loihi_same_samples_tiled", "loihi_batch_tiled",
+        "float_batch")
 
 
 def network(seed: int) -> list[dict]:
@@ -213,17 +216,21 @@ def measure(args) -> dict:
     snn = program_snn(chain, (SIZES[0],))
     loihi = Engine(snn, LoihiBackend(chain, snn), threads=args.threads)
     floats = Engine(float_snn(chain), threads=args.threads)
+    tiled = dict(time_batch=args.time_batch)
     seconds, results = time_interleaved({
         "lava": lambda: lava_pass(layers, same),
         "loihi_same_samples": timed(lambda: run_engine(loihi, same, record_steps=True)),
         "loihi_batch": timed(lambda: run_engine(loihi, big, record_counts=True)),
+        "loihi_same_samples_tiled": timed(lambda: run_engine(loihi, same, record_steps=True, **tiled)),
+        "loihi_batch_tiled": timed(lambda: run_engine(loihi, big, record_counts=True, **tiled)),
         "float_batch": timed(lambda: run_engine(floats, big, record_counts=True))}, args.repeats)
 
-    traces = results["loihi_same_samples"].traces
-    assert_same_spikes(traces, monitored["spikes"])
-    assert_same_final_v(traces, monitored["final_v"], "Lava monitored")
-    assert_same_final_v(traces, results["lava"]["final_v"], "Lava")
-    assert_same_counts(results["loihi_batch"].spike_counts, monitored["spikes"], f"batch {args.batch}")
+    for suffix in ("", "_tiled"):
+        traces = results["loihi_same_samples" + suffix].traces
+        assert_same_spikes(traces, monitored["spikes"])
+        assert_same_final_v(traces, monitored["final_v"], "Lava monitored")
+        assert_same_final_v(traces, results["lava"]["final_v"], "Lava")
+        assert_same_counts(results["loihi_batch" + suffix].spike_counts, monitored["spikes"], f"batch {args.batch}")
 
     lava = results["lava"]
     figures = dict(
@@ -234,6 +241,10 @@ def measure(args) -> dict:
                             **rates(T, statistics.median(monitored_s), 1)),
         loihi_same_samples=dict(samples=n, **rates(T, seconds["loihi_same_samples"], n)),
         loihi_batch=dict(samples=args.batch, **rates(T, seconds["loihi_batch"], args.batch)),
+        loihi_same_samples_tiled=dict(samples=n, time_batch=args.time_batch,
+                                      **rates(T, seconds["loihi_same_samples_tiled"], n)),
+        loihi_batch_tiled=dict(samples=args.batch, time_batch=args.time_batch,
+                               **rates(T, seconds["loihi_batch_tiled"], args.batch)),
         float_batch=dict(samples=args.batch, **rates(T, seconds["float_batch"], args.batch)),
         spikes_per_sample={key: [float(c.sum()) / args.batch for c in results[f"{key}_batch"].spike_counts]
                            for key in ("loihi", "float")},
@@ -244,7 +255,10 @@ def measure(args) -> dict:
         loihi_batch_over_lava=per_second["loihi_batch"] / per_second["lava"],
         loihi_batch_over_lava_monitored=per_second["loihi_batch"] / per_second["lava_monitored"],
         loihi_same_samples_over_lava=per_second["loihi_same_samples"] / per_second["lava"],
-        loihi_over_float=per_second["loihi_batch"] / per_second["float_batch"])
+        loihi_over_float=per_second["loihi_batch"] / per_second["float_batch"],
+        loihi_batch_tiled_over_loihi_batch=per_second["loihi_batch_tiled"] / per_second["loihi_batch"],
+        loihi_same_samples_tiled_over_loihi_same_samples=per_second["loihi_same_samples_tiled"] /
+        per_second["loihi_same_samples"])
     return figures
 
 
@@ -280,6 +294,7 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-batch", type=int, default=20, help="tile length of the time-batched engine runs")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.lava_samples < 2:

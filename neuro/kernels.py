@@ -57,14 +57,14 @@ def conv_event(x, wr, bias, out, H, W, C, OH, OW, sy, sx, py, px, cin_g, start, 
 
     Output-stationary: each output position sums over the active inputs in its window (kept in
     per-position lists), so its accumulator stays in cache; wr is (C, kh, kw, O/groups). start, chan,
-    vals, acc are per-image scratch buffers: (B, H*W + 1), (B, H*W*C) twice, (B, O).
+    vals, acc are scratch buffers for one image at a time: (H*W + 1,), (H*W*C,) twice, (O,).
     """
     kh, kw, og = wr.shape[1], wr.shape[2], wr.shape[3]
     wflat = wr.reshape(C * kh * kw, og)
     out3 = out.reshape(x.shape[0], OH * OW, bias.shape[0])
     for b in range(x.shape[0]):
         _conv_gather_image(x[b], wflat, bias, out3[b], H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g,
-                           start[b], chan[b], vals[b], acc[b])
+                           start, chan, vals, acc)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

@@ -1,19 +1,30 @@
 """The time-stepped engine: runs an SNN on a batch of images for T steps and counts what it does.
 
-Each op of the SNN becomes a stage with preallocated buffers. Per step the encoded input flows
-through the stages; synaptic stages pick the event-driven (scatter) path when the fraction of
-non-zero inputs is below ``event_threshold`` and the dense path (im2col + BLAS) otherwise.
-State is (batch, neurons), so memory is flat in T; nothing is kept per step unless recorded.
+Each op of the SNN becomes a stage with preallocated buffers. The engine runs time in tiles of
+``time_batch`` steps (1 by default: step by step): a tile's encoded input flows through the stages
+layer by layer, each stage taking the tile's L steps at once. A feed-forward layer's input for the
+whole tile is known once the layer before has run, so synaptic stages compute all L x batch rows in
+one product, and neuron stages scan their state over the tile one step at a time (the models' own
+``step``, so chip timing such as Loihi's synaptic delay or TrueNorth's axon delays stays as it is).
+Synaptic stages pick the event-driven (scatter) path when the fraction of non-zero inputs over the
+tile is below ``event_threshold`` and the dense path (im2col + BLAS) otherwise.
+
+Memory: neuron state is (batch, neurons) and every stage holds a buffer of one tile, L x batch rows of
+its output: 4 bytes x L x batch x (sum of the stages' output sizes), plus a conv's fixed scratch (at most
+``IM2COL_BYTES`` of unrolled input, or one image's event lists). It grows with the tile length L but
+not with T; nothing is kept per step unless recorded.
 
 The seam for chip models is the ``Backend``: it turns each ``Synapses`` op into the weights the
 chip uses (e.g. quantised integers held in float32, exact below 2^24) and each ``Neurons`` op into
 a ``NeuronModel`` that owns the neuron state and its update. The float backend is the default. A
 synapse op with a ``stage(in_shape, out_shape, perm)`` method brings its own stage (``reset(batch)``,
-``step(x, counts) -> out``), for a chip whose synapse format is not a conv or dense op.
+``step(x, counts) -> out``), for a chip whose synapse format is not a conv or dense op; the engine
+runs it over a tile one step after the other.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +38,7 @@ from neuro.errors import NeuroError
 from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 DEFAULT_EVENT_THRESHOLD = 0.03  # below this fraction of non-zero inputs the event path wins (bench_engine.py: crossover 2-5 %)
+IM2COL_BYTES = 1 << 19  # a conv's dense path unrolls this much input at a time (at least one image), kept in cache
 
 
 # --- neuron models and backends (the chip seam) ----------------------------------------------------
@@ -107,7 +119,10 @@ LAYER_COUNT_FIELDS = ("spikes", "synops", "effective_acs", "effective_macs", "de
 
 
 class SynapseStage:
-    """A conv, dense or average-pool op; inputs and outputs flat, images channel-last."""
+    """A conv, dense or average-pool op; inputs and outputs flat, images channel-last.
+
+    Stateless, so a tile's L steps x batch images are computed as L x batch rows at once.
+    """
 
     def __init__(self, op, in_shape, out_shape, perm, event_threshold):
         self.event_threshold = event_threshold
@@ -137,16 +152,31 @@ class SynapseStage:
             self.fanout = kernels.conv_fanout(self.wr, h, w_, oh, ow, *op.stride, *op.padding)
             self.connections = oh * ow * o * cin_g * kh * kw
 
-    def reset(self, batch):
-        self.out = np.empty((batch, self.out_size), np.float32)
-        if self.kind == "conv" and self.pool is None:
+    def reset(self, batch, tile=1):
+        self.out = np.empty((batch * tile, self.out_size), np.float32)
+        if self.kind == "conv" and self.pool is None:  # scratch of a fixed size, whatever the batch and tile
             h, w, c, oh, ow = self.geom[:5]
-            self.scratch = (np.empty((batch, h * w + 1), np.int64), np.empty((batch, h * w * c), np.int64),
-                            np.empty((batch, h * w * c), np.float32), np.empty((batch, len(self.bias)), np.float32))
+            self.scratch = (np.empty(h * w + 1, np.int64), np.empty(h * w * c, np.int64),
+                            np.empty(h * w * c, np.float32), np.empty(len(self.bias), np.float32))
             if self.groups == 1:
-                self.cols = np.empty((batch * oh * ow, self.ksize[0] * self.ksize[1] * c), np.float32)
+                width = self.ksize[0] * self.ksize[1] * c
+                self.images_per_block = min(batch * tile, max(1, IM2COL_BYTES // (4 * oh * ow * width)))
+                self.cols = np.empty((self.images_per_block * oh * ow, width), np.float32)
 
     def step(self, x, counts: LayerCounts):
+        return self.tile(x[None], [counts])[0]
+
+    def tile(self, x, counts: list[LayerCounts]):
+        """x (L, batch, n): L steps' inputs; counts: one LayerCounts per step. Returns (L, batch, out)."""
+        nnz = sum(self._count(xt, c) for xt, c in zip(x, counts))
+        event = nnz < self.event_threshold * x.size or (self.kind == "conv" and self.groups > 1)
+        for c in counts:
+            c.event_steps += event
+            c.dense_steps += not event
+        return self._compute(x.reshape(-1, x.shape[2]), event).reshape(*x.shape[:2], -1)
+
+    def _count(self, x, counts: LayerCounts) -> int:
+        """Add one step's synaptic work to ``counts``; returns the step's non-zero inputs."""
         nnz, synops, graded = kernels.activity(x, self.fanout)
         counts.synops += synops
         if graded:
@@ -154,37 +184,50 @@ class SynapseStage:
         else:
             counts.effective_acs += synops
         counts.dense += self.connections * x.shape[0]
-        event = nnz < self.event_threshold * x.size or (self.kind == "conv" and self.groups > 1)
-        counts.event_steps += event
-        counts.dense_steps += not event
+        return nnz
+
+    def _compute(self, x, event: bool):
+        """The op on rows x (rows, n) by the event-driven or the dense path, into the first rows of ``out``."""
+        rows = len(x)
+        out = self.out[:rows]
         if self.pool is not None:  # a gather over each window: cheap on either path
-            kernels.avg_pool(x, self.out, *self.geom[:5], *self.pool.kernel, *self.geom[5:])
+            kernels.avg_pool(x, out, *self.geom[:5], *self.pool.kernel, *self.geom[5:])
         elif self.kind == "dense" and event:
-            kernels.dense_scatter(x, self.wt, self.bias, self.out)
+            kernels.dense_scatter(x, self.wt, self.bias, out)
         elif self.kind == "dense":
-            np.matmul(x, self.wt, out=self.out)
-            self.out += self.bias
+            np.matmul(x, self.wt, out=out)
+            out += self.bias
         elif event:
-            kernels.conv_event(x, self.wr, self.bias, self.out, *self.geom, self.cin_g, *self.scratch)
-        else:
-            kernels.im2col(x, self.cols, *self.geom[:5], *self.ksize, *self.geom[5:])
-            out2d = self.out.reshape(-1, self.wm.shape[1])
-            np.matmul(self.cols, self.wm, out=out2d)
+            kernels.conv_event(x, self.wr, self.bias, out, *self.geom, self.cin_g, *self.scratch)
+        else:  # im2col + BLAS, a block of images at a time
+            positions = self.geom[3] * self.geom[4]
+            out2d = out.reshape(-1, self.wm.shape[1])
+            for start in range(0, rows, self.images_per_block):
+                stop = min(start + self.images_per_block, rows)
+                cols = self.cols[:(stop - start) * positions]
+                kernels.im2col(x[start:stop], cols, *self.geom[:5], *self.ksize, *self.geom[5:])
+                np.matmul(cols, self.wm, out=out2d[start * positions:stop * positions])
             out2d += self.bias
-        return self.out
+        return out
 
 
 class NeuronStage:
+    """A population: the model's state is (batch, n); its ``step`` is scanned over a tile's steps."""
+
     def __init__(self, model: NeuronModel, n):
         self.model, self.n = model, n
 
-    def reset(self, batch):
+    def reset(self, batch, tile=1):
         self.model.reset(batch, self.n)
-        self.out = np.zeros((batch, self.n), np.float32)
+        self.out = np.zeros((tile, batch, self.n), np.float32)
 
-    def step(self, x, counts: LayerCounts):
-        counts.spikes += self.model.step(x, self.out)
-        return self.out
+    def tile(self, x, counts: list[LayerCounts], after_step):
+        """Currents x (L, batch, n) -> spikes (L, batch, n); ``after_step(t)`` once step t is done (the model
+        then holds its state after that step)."""
+        for t, c in enumerate(counts):
+            c.spikes += self.model.step(x[t], self.out[t])
+            after_step(t)
+        return self.out[:len(counts)]
 
 
 class GateStage:
@@ -193,23 +236,40 @@ class GateStage:
         self.geom = (h, w, c, oh, ow, *op.kernel, *op.stride)
         self.n_in, self.n_out = c * h * w, c * oh * ow
 
-    def reset(self, batch):
+    def reset(self, batch, tile=1):
         self.counts = np.zeros((batch, self.n_in), np.float32)
-        self.out = np.zeros((batch, self.n_out), np.float32)
+        self.out = np.zeros((tile, batch, self.n_out), np.float32)
 
-    def step(self, x, counts: LayerCounts):
-        kernels.maxpool_gate(x, self.counts, self.out, *self.geom)
-        return self.out
+    def tile(self, x, counts):
+        for t in range(len(counts)):  # the gate keeps spike counts: one step after the other
+            kernels.maxpool_gate(x[t], self.counts, self.out[t], *self.geom)
+        return self.out[:len(counts)]
 
 
 class PassStage:
     """Flatten: the flat channel-last buffer stays as it is (the next Dense is permuted instead)."""
 
-    def reset(self, batch):
+    def reset(self, batch, tile=1):
         pass
 
-    def step(self, x, counts):
+    def tile(self, x, counts):
         return x
+
+
+class ScannedStage:
+    """A chip's own synapse stage (``reset(batch)``, ``step(x, counts) -> out``) run over a tile step by step."""
+
+    def __init__(self, stage, out_size):
+        self.stage, self.out_size = stage, out_size
+
+    def reset(self, batch, tile=1):
+        self.stage.reset(batch)
+        self.out = np.empty((tile, batch, self.out_size), np.float32)
+
+    def tile(self, x, counts):
+        for t, c in enumerate(counts):
+            self.out[t] = self.stage.step(x[t], c)
+        return self.out[:len(counts)]
 
 
 def _to_chw(arr: np.ndarray, shape) -> np.ndarray:
@@ -306,7 +366,8 @@ class Engine:
             if isinstance(op, Synapses):
                 syn = self.backend.synapse_op(op.op)
                 if hasattr(syn, "stage"):  # a chip's own synapse format brings its stage (same step contract)
-                    stage, pending_perm = syn.stage(in_shape, out_shape, pending_perm), None
+                    stage = ScannedStage(syn.stage(in_shape, out_shape, pending_perm), int(np.prod(out_shape)))
+                    pending_perm = None
                 else:
                     stage = SynapseStage(syn, in_shape, out_shape, pending_perm, self.event_threshold)
                     if isinstance(syn, graph.Dense):
@@ -326,27 +387,33 @@ class Engine:
 
     def run(self, images: np.ndarray, labels: np.ndarray, timesteps: int, *, encoding="current",
             seed: int = 0, batch_size: int = 256, record_counts: bool = False, record_steps: bool = False,
-            progress: bool = True) -> SimResult:
+            progress: bool = True, time_batch: int | None = None) -> SimResult:
         """Simulate ``images`` (N, C, H, W) for ``timesteps`` steps each; accuracy after every step.
 
         ``encoding``: "current", "rate", or an object with ``for_batch(images, start)`` like
         ``encode.Encoder`` (e.g. a recorded spike train); rate spikes depend on the seed and each
         image's index only, not on the batch size or thread count. ``record_counts`` keeps each neuron's total spikes;
         ``record_steps`` keeps every step's spikes and membrane potential (memory grows with T).
+        ``time_batch``: steps per tile, each stage running a tile's steps at once (None: 1, step by step); memory
+        grows with it (module docstring). Chip backends give the same bits; float results differ at most where
+        the order of a float sum does (a product over more rows, or the other synaptic path for a tile).
         """
         self.snn.check_input(images)
         if timesteps < 1:
             raise NeuroError(f"timesteps must be at least 1, got {timesteps}")
         if batch_size < 1:
             raise NeuroError(f"batch_size must be at least 1, got {batch_size}")
+        if time_batch is not None and (isinstance(time_batch, bool) or not isinstance(time_batch, (int, np.integer))
+                                       or time_batch < 1):
+            raise NeuroError(f"time_batch must be a whole number of steps of 1 or more (or None), got {time_batch!r}")
         if len(images) != len(labels):
             raise NeuroError(f"{len(images)} images but {len(labels)} labels")
         encoder = encode.Encoder(encoding, seed) if isinstance(encoding, str) else encoding
         labels = np.asarray(labels)
         n = len(images)
+        tile = min(int(time_batch or 1), timesteps)
         sizes = [int(np.prod(s)) for s in self.neuron_shapes]
         rec = _Recording(n, timesteps, sizes, record_counts, record_steps, self.stages)
-        counts = [[LayerCounts(name) for name in self.names] for _ in self.workers]
         by_step = np.zeros((len(self.workers), timesteps, len(self.names), len(LAYER_COUNT_FIELDS)))
         correct = np.zeros((len(self.workers), timesteps), np.int64)
         predictions = np.zeros(n, np.int64)
@@ -354,8 +421,8 @@ class Engine:
 
         def work(w: int, rows: slice):
             inputs = encoder.for_batch(images[rows], rows.start)
-            predictions[rows] = self._run_slice(self.workers[w], images[rows], labels[rows], timesteps, inputs,
-                                                counts[w], by_step[w], correct[w], rec, rows, bar)
+            predictions[rows] = self._run_slice(self.workers[w], labels[rows], timesteps, tile, inputs, by_step[w],
+                                                correct[w], rec, rows, bar)
 
         with bar, ThreadPoolExecutor(len(self.workers)) as pool, threadpool_limits(1, user_api="blas"):
             for start in range(0, n, batch_size):
@@ -365,45 +432,65 @@ class Engine:
                         if b > a]
                 for job in jobs:
                     job.result()
-        layers = [LayerCounts(name) for name in self.names]
-        for layer, per_worker in zip(layers, zip(*counts)):
-            for f in LAYER_COUNT_FIELDS:
-                setattr(layer, f, sum(getattr(c, f) for c in per_worker))
-        for layer, stage in zip(layers, self.stages):
-            layer.neurons = getattr(stage, "n", 0)
-        result = SimResult(n, timesteps, correct.sum(axis=0), layers, predictions, counts_by_step=by_step.sum(axis=0))
+        by_step = by_step.sum(axis=0)
+        layers = [LayerCounts(name, getattr(stage, "n", 0)) for name, stage in zip(self.names, self.stages)]
+        for layer, totals in zip(layers, by_step.sum(axis=0)):
+            for f, v in zip(LAYER_COUNT_FIELDS, totals):
+                setattr(layer, f, type(getattr(layer, f))(v))
+        result = SimResult(n, timesteps, correct.sum(axis=0), layers, predictions, counts_by_step=by_step)
         return rec.finish(result, self.neuron_shapes)
 
-    def _run_slice(self, stages, batch, labels, timesteps, inputs, counts, by_step, correct, rec, rows, bar):
-        """Run one slice of images through ``stages`` for all steps; returns the final predictions."""
-        for stage in stages:
-            stage.reset(len(batch))
+    def _run_slice(self, stages, labels, timesteps, tile, inputs, by_step, correct, rec, rows, bar):
+        """Run one slice of images through ``stages`` for all steps, ``tile`` steps at a time; fills ``by_step``
+        (step, layer, field) and ``correct``; returns the final predictions."""
+        batch = len(labels)
+        static_first = inputs.static and isinstance(stages[0], SynapseStage)
+        for k, stage in enumerate(stages):  # a static first layer is computed once, for one step
+            stage.reset(batch, 1 if k == 0 and static_first else tile)
         neuron_stages = [s for s in stages if isinstance(s, NeuronStage)]
         output = neuron_stages[-1]
-        out_counts = np.zeros((len(batch), output.n), np.float32) if self.snn.readout == "spikes" else None
-        static_first = inputs.static and isinstance(stages[0], SynapseStage)
-        first_step_work = None  # the first stage's counts of one step, reused while its input is static
-        before_step = _snapshot(counts)
-        for t in range(timesteps):
-            x = inputs.step()
-            for k, (stage, c) in enumerate(zip(stages, counts)):
-                if k == 0 and static_first and t > 0:
-                    _add_work(c, first_step_work)  # same input every step: reuse the current, count the work
-                    x = stage.out
+        out_counts = np.zeros((batch, output.n), np.float32) if self.snn.readout == "spikes" else None
+        x_in = None if inputs.static else np.empty((tile, batch, int(np.prod(self.snn.input_shape))), np.float32)
+        first_work = None  # the first stage's counts of one step, reused while its input is static
+        pred, t0 = None, 0
+
+        def after_step(j, stage, t):  # population j has done step t of the tile
+            nonlocal pred
+            rec.add(j, stage.out[t], stage.model.v, rows, t0 + t)
+            if stage is output:
+                if out_counts is not None:
+                    out_counts[:] += stage.out[t]
+                pred = self._predict(output, out_counts)
+                correct[t0 + t] += int((pred == labels).sum())
+                bar.update(batch)
+
+        hooks = {id(s): functools.partial(after_step, j, s) for j, s in enumerate(neuron_stages)}
+        for t0 in range(0, timesteps, tile):
+            steps = min(tile, timesteps - t0)
+            counts = [[LayerCounts(name) for name in self.names] for _ in range(steps)]  # [step][layer]
+            if inputs.static:
+                x = _repeat(inputs.step(), steps)
+            else:
+                for t in range(steps):
+                    x_in[t] = inputs.step()
+                x = x_in[:steps]
+            for k, stage in enumerate(stages):
+                layer = [c[k] for c in counts]
+                if k == 0 and static_first:
+                    if first_work is None:
+                        stage.step(x[0], layer[0])
+                        first_work = {f: getattr(layer[0], f) for f in _WORK_FIELDS}
+                        layer = layer[1:]
+                    for c in layer:  # same input every step: reuse the current, count the work
+                        for f, v in first_work.items():
+                            setattr(c, f, v)
+                    x = _repeat(stage.out, steps)
+                elif isinstance(stage, NeuronStage):
+                    x = stage.tile(x, layer, hooks[id(stage)])
                 else:
-                    before = _work(c)
-                    x = stage.step(x, c)
-                    if k == 0:
-                        first_step_work = _work(c) - before
-            after_step = _snapshot(counts)
-            by_step[t] += after_step - before_step
-            before_step = after_step
-            rec.add(neuron_stages, rows, t)
-            if out_counts is not None:
-                out_counts += output.out
-            pred = self._predict(output, out_counts)
-            correct[t] += int((pred == labels).sum())
-            bar.update(len(batch))
+                    x = stage.tile(x, layer)
+            for t, step_counts in enumerate(counts):
+                by_step[t0 + t] += [[getattr(c, f) for f in LAYER_COUNT_FIELDS] for c in step_counts]
         return pred
 
     def _predict(self, output: NeuronStage, out_counts) -> np.ndarray:
@@ -414,7 +501,7 @@ class Engine:
 
 
 class _Recording:
-    """Optional per-neuron spike totals and per-step traces, filled slice by slice."""
+    """Optional per-neuron spike totals and per-step traces, filled slice by slice, step by step."""
 
     def __init__(self, n, timesteps, sizes, counts: bool, steps: bool, stages):
         self.totals = [np.zeros((n, m), np.float32) for m in sizes] if counts else None
@@ -426,14 +513,14 @@ class _Recording:
             self.steps = [(np.zeros((n, timesteps, m), np.uint8), np.zeros((n, timesteps, m), s.model.v.dtype))
                           for m, s in zip(sizes, neuron_stages)]
 
-    def add(self, neuron_stages, rows, t):
+    def add(self, j: int, spikes, v, rows, t):
+        """Population ``j``'s spikes and V after step ``t``."""
         if self.totals is not None:
-            for tot, s in zip(self.totals, neuron_stages):
-                tot[rows] += s.out
+            self.totals[j][rows] += spikes
         if self.steps is not None:
-            for (sp, v), s in zip(self.steps, neuron_stages):
-                sp[rows, t] = s.out
-                v[rows, t] = s.model.v
+            sp, vs = self.steps[j]
+            sp[rows, t] = spikes
+            vs[rows, t] = v
 
     def finish(self, result: SimResult, shapes) -> SimResult:
         if self.totals is not None:
@@ -446,18 +533,9 @@ class _Recording:
 _WORK_FIELDS = ("synops", "effective_acs", "effective_macs", "dense")
 
 
-def _snapshot(counts: list[LayerCounts]) -> np.ndarray:
-    """(layers, LAYER_COUNT_FIELDS) of the running totals, for per-step differences."""
-    return np.array([[getattr(c, f) for f in LAYER_COUNT_FIELDS] for c in counts], np.float64)
-
-
-def _work(counts: LayerCounts) -> np.ndarray:
-    return np.array([getattr(counts, f) for f in _WORK_FIELDS])
-
-
-def _add_work(counts: LayerCounts, work: np.ndarray) -> None:
-    for f, w in zip(_WORK_FIELDS, work):
-        setattr(counts, f, getattr(counts, f) + float(w))
+def _repeat(x: np.ndarray, steps: int) -> np.ndarray:
+    """(steps, *x.shape): ``x`` at every step, without copying."""
+    return np.lib.stride_tricks.as_strided(x, (steps, *x.shape), (0, *x.strides))
 
 
 def simulate(snn: SNN, images, labels, timesteps, **kwargs) -> SimResult:

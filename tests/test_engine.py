@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+import chips
 from neuro import graph, kernels
 from neuro.encode import Encoder, to_channel_last
 from neuro.errors import NeuroError
-from neuro.sim import Engine, LayerCounts, SynapseStage
-from neuro.snn import SNN, Neurons, Synapses
+from neuro.sim import LAYER_COUNT_FIELDS, Engine, LayerCounts, SynapseStage
+from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
 
 CONV_CASES = [  # (in channels, out channels, kernel, stride, padding, groups)
     (1, 4, 3, 1, 1, 1), (4, 8, 3, 2, 0, 1), (6, 4, 3, 2, 1, 2), (4, 4, 2, 2, 0, 4), (3, 5, 5, 1, 2, 1),
@@ -198,8 +199,10 @@ def test_custom_encoder_plays_back_a_spike_train():
     np.testing.assert_array_equal(r.traces[0]["v"][0, :, 0], [1, 1, 2, 3])
 
 
-def test_memory_is_flat_in_timesteps():
-    """Peak numpy allocation does not grow with T (no per-step arrays unless recording is asked for)."""
+@pytest.mark.parametrize("time_batch", [None, 8])
+def test_memory_is_flat_in_timesteps(time_batch):
+    """Peak numpy allocation does not grow with T (no per-step arrays unless recording is asked for): a
+    time-batched run holds one tile of steps, whatever T."""
     import tracemalloc
 
     rng = np.random.default_rng(6)
@@ -208,10 +211,10 @@ def test_memory_is_flat_in_timesteps():
     x = rng.random((64, 1, 12, 12)).astype(np.float32)
     engine = Engine(snn, threads=1)
     peaks = []
-    for steps in (5, 200):
-        engine.run(x, np.zeros(64, int), 2, progress=False)  # warm-up
+    for steps in (16, 200):
+        engine.run(x, np.zeros(64, int), 2, time_batch=time_batch, progress=False)  # warm-up
         tracemalloc.start()
-        engine.run(x, np.zeros(64, int), steps, progress=False)
+        engine.run(x, np.zeros(64, int), steps, encoding="rate", time_batch=time_batch, progress=False)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.2 * peaks[0]
@@ -237,3 +240,88 @@ def test_a_run_cut_after_t_steps_equals_a_run_of_t_steps(encoding):
     assert long.per_image("synops") > cut.per_image("synops") > 0
     with pytest.raises(NeuroError, match="give 1..12"):
         long.until(13)
+
+
+def exact_snn(readout: str) -> SNN:
+    """Conv, max-pool gate, grouped conv, avg-pool, flatten, dense: weights in eighths, so every float32 sum is
+    exact in any order and a time-batched run must equal the step-by-step run bit for bit."""
+    rng = np.random.default_rng(9)
+    eighths = lambda *shape: rng.integers(-8, 9, shape) / 8  # noqa: E731
+    return SNN((1, 12, 12), [
+        Synapses(graph.Conv2d(eighths(4, 1, 3, 3), eighths(4), padding=1)), Neurons(v_init=0.5),
+        MaxPoolGate((2, 2), (2, 2)),
+        Synapses(graph.Conv2d(eighths(6, 2, 3, 3), None, groups=2)), Neurons(leak=0.5),
+        Synapses(graph.AvgPool2d((2, 2))), Neurons(reset="zero"), graph.Flatten(),
+        Synapses(graph.Dense(eighths(10, 24), eighths(10))), Neurons(),
+        Synapses(graph.Dense(eighths(3, 10))), Neurons(spiking=readout == "spikes")], readout=readout)
+
+
+def assert_same_run(a, b):
+    """Everything a run reports, except which synaptic path each step took (decided per tile)."""
+    np.testing.assert_array_equal(a.correct_by_step, b.correct_by_step)
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    activity = [LAYER_COUNT_FIELDS.index(f) for f in LAYER_COUNT_FIELDS if f not in ("event_steps", "dense_steps")]
+    np.testing.assert_array_equal(a.counts_by_step[..., activity], b.counts_by_step[..., activity])
+    for f in ("neurons", "spikes", "synops", "effective_acs", "effective_macs", "dense", "hops"):
+        assert [getattr(c, f) for c in a.layers] == [getattr(c, f) for c in b.layers], f
+    assert [c.event_steps + c.dense_steps for c in a.layers] == [c.event_steps + c.dense_steps for c in b.layers]
+    for x, y in zip(a.spike_counts, b.spike_counts):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(a.traces or [], b.traces or []):
+        np.testing.assert_array_equal(x["spikes"], y["spikes"])
+        np.testing.assert_array_equal(x["v"], y["v"])
+
+
+@pytest.mark.parametrize("readout,encoding", [("potential", "rate"), ("spikes", "rate"), ("potential", "current")])
+def test_time_batched_run_equals_step_by_step(readout, encoding):
+    snn = exact_snn(readout)
+    rng = np.random.default_rng(10)
+    images = (rng.integers(0, 17, (9, 1, 12, 12)) / 16).astype(np.float32)  # sixteenths: exact currents too
+    labels = rng.integers(0, 3, 9)
+    engine = Engine(snn, event_threshold=0.15, threads=2)
+    kwargs = dict(encoding=encoding, seed=3, batch_size=5, record_counts=True, record_steps=True, progress=False)
+    steps = engine.run(images, labels, 13, **kwargs)
+    assert steps.layers[3].event_steps > 0 and steps.layers[3].dense_steps == 0  # grouped conv: always events
+    assert sum(c.spikes for c in steps.layers) > 0 and steps.counts_by_step[:, 3, 1].min() >= 0
+    for tile in (1, 4, 5, 13, 64):  # 13 steps: tiles that divide it, that do not, and one longer than the run
+        assert_same_run(engine.run(images, labels, 13, time_batch=tile, **kwargs), steps)
+
+
+def test_time_batch_must_be_a_positive_whole_number():
+    snn = SNN((3,), [Synapses(graph.Dense(np.ones((2, 3)))), Neurons(spiking=False)])
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(NeuroError, match="time_batch"):
+            Engine(snn).run(np.zeros((1, 3), np.float32), np.array([0]), 3, time_batch=bad, progress=False)
+
+
+@pytest.mark.parametrize("chip", chips.available())
+def test_time_batched_chip_run_equals_step_by_step_bit_for_bit(chip):
+    """Integer chip models (Loihi's synaptic delay, TrueNorth's axon delays and merges) in tiles of 5 steps."""
+    from conftest import small_converted_cnn
+
+    snn, images = small_converted_cnn()
+    program = chips.get(chip)(snn)
+    engine = Engine(program.snn, program.backend(), threads=2)
+    labels = np.arange(len(images)) % 3
+    kwargs = dict(encoding="rate", seed=2, batch_size=8, record_counts=True, record_steps=True, progress=False)
+    steps = engine.run(images, labels, 17, **kwargs)
+    assert steps.traces[-1]["spikes"].any()
+    assert_same_run(engine.run(images, labels, 17, time_batch=5, **kwargs), steps)
+
+
+def test_time_batched_mnist_cnn_keeps_accuracy_at_every_step(mnist_test):
+    """The shipped CNN in float: the same accuracy after every step and spike counts that differ at most where a
+    float sum's order does (none on this machine; the tolerance is for other BLAS builds)."""
+    from conftest import REFERENCE_ONNX
+    from neuro.ann import load_model
+    from neuro.convert import convert
+
+    x, y = mnist_test
+    snn = convert(load_model(REFERENCE_ONNX), x[-200:])
+    engine = Engine(snn, threads=2)
+    runs = [engine.run(x[:64], y[:64], 20, encoding="rate", record_counts=True, time_batch=tile, progress=False)
+            for tile in (None, 6)]
+    np.testing.assert_array_equal(runs[0].correct_by_step, runs[1].correct_by_step)
+    assert runs[0].spike_counts[0].sum() > 0
+    for a, b in zip(runs[0].spike_counts, runs[1].spike_counts):
+        assert (a != b).mean() < 1e-3

@@ -104,8 +104,11 @@ def _assert_same(ours, lava):
 
 @pytest.mark.parametrize("seed", range(N_RANDOM_CHAINS))
 def test_random_chain_matches_lava(seed):
+    """Step by step and in tiles of 7 steps (T is 8-40: mostly not a multiple of 7)."""
     source, layers = random_chain(seed)
-    _assert_same(simulate_chain(source, layers), lava_chain(source, layers))
+    lava = lava_chain(source, layers)
+    for time_batch in (None, 7):
+        _assert_same(simulate_chain(source, layers, time_batch=time_batch), lava)
 
 
 def test_random_chains_are_varied():
@@ -130,6 +133,7 @@ def test_wrap_around_and_saturation_match_lava():
                    vth=(1 << 17) - 1, bias_mant=-4096, bias_exp=7)]
     ours = simulate_chain(source, layers)
     _assert_same(ours, lava_chain(source, layers))
+    _assert_same(simulate_chain(source, layers, time_batch=30), ours)
     assert (ours[0][1] == -(2 ** 23) + 1).any() and ours[0][0].any()
 
 
@@ -140,13 +144,13 @@ def _unrolled(conv: graph.Conv2d, in_shape) -> np.ndarray:
     return np.rint(conv.forward(eye).reshape(n_in, -1).T).astype(np.int64)
 
 
-def _engine_traces(layers, snn, in_shape, source):
+def _engine_traces(layers, snn, in_shape, source, time_batch=None):
     """Per layer (spikes (n, T), v (n, T)) of a Loihi program on the engine, neurons in (C, H, W) order."""
     T = source.shape[1]
     trains_hwc = source.reshape(*in_shape, T).transpose(1, 2, 0, 3).reshape(1, -1, T)
     r = Engine(snn, LoihiBackend(layers, snn)).run(np.zeros((1, *in_shape), np.float32), np.zeros(1), T,
                                                    encoding=Playback(trains_hwc.transpose(0, 2, 1)), record_steps=True,
-                                                   progress=False)
+                                                   progress=False, time_batch=time_batch)
     return [(tr["spikes"][0].reshape(T, -1).T.astype(bool), tr["v"][0].reshape(T, -1).T.astype(np.int64))
             for tr in r.traces]
 
@@ -182,6 +186,7 @@ def test_conv_network_matches_lava():
     source = (rng.random((int(np.prod(in_shape)), T)) < 0.3).astype(np.int64)
     ours = _engine_traces(layers, program_snn(layers, in_shape), in_shape, source)
     _assert_same(ours, lava_chain(source, _as_lava_dense(layers, in_shape)))
+    _assert_same(_engine_traces(layers, program_snn(layers, in_shape), in_shape, source, time_batch=8), ours)
     assert all(s.any() for s, _ in ours)
 
 
@@ -195,4 +200,5 @@ def test_converted_cnn_matches_lava():
     source = (rng.random((100, T)) < images[0].reshape(-1, 1)).astype(np.int64)
     ours = _engine_traces(program.layers, program.snn, in_shape, source)
     _assert_same(ours, lava_chain(source, _as_lava_dense(program.layers, in_shape)))
+    _assert_same(_engine_traces(program.layers, program.snn, in_shape, source, time_batch=8), ours)
     assert all(s.any() for s, _ in ours)

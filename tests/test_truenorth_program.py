@@ -35,12 +35,12 @@ def small_net(seed=3, padding=1):
     return convert(net, images), images
 
 
-def run_both(program, trains):
+def run_both(program, trains, time_batch=None):
     """Output spikes (n, T, classes) and counts of the engine program and of the built chip, per image."""
     n, ticks = trains.shape[:2]
     result = Engine(program.snn, program.backend(), threads=1).run(
         np.zeros((n, *program.snn.input_shape), np.float32), np.zeros(n, np.int64), ticks,
-        encoding=encode.Playback(trains), record_steps=True, progress=False)
+        encoding=encode.Playback(trains), record_steps=True, progress=False, time_batch=time_batch)
     chip = build_chip(program)
     to_ir = engine_index(program.snn.input_shape)
     runs = [run_chip(chip, trains[i][:, to_ir] > 0) for i in range(n)]
@@ -48,12 +48,13 @@ def run_both(program, trains):
 
 
 @pytest.mark.parametrize("scheme,levels", SCHEMES)
-def test_program_equals_the_cores_tick_by_tick(scheme, levels):
+@pytest.mark.parametrize("time_batch", [None, 16])
+def test_program_equals_the_cores_tick_by_tick(scheme, levels, time_batch):
     snn, _ = small_net()
     program = compile_snn(snn, scheme, levels)
     assert any(m.pieces > 1 for m in program.mapping.layers)       # the split and merge path is exercised
     trains = (np.random.default_rng(1).random((3, 40, 192)) < 0.3).astype(np.float32)
-    result, chip, runs = run_both(program, trains)
+    result, chip, runs = run_both(program, trains, time_batch)
     assert len(chip.cores) == program.mapping.cores
     out = result.traces[-1]["spikes"].astype(bool)
     for i, run in enumerate(runs):
@@ -79,11 +80,12 @@ def test_cores_respect_the_core_format():
     assert len(np.unique(targets, axis=0)) == len(targets)
 
 
-def test_unpadded_split_conv_and_memory_of_delays():
+@pytest.mark.parametrize("time_batch", [None, 7])
+def test_unpadded_split_conv_and_memory_of_delays(time_batch):
     snn, _ = small_net(seed=5, padding=0)
     program = compile_snn(snn, "multilevel", 4)
     trains = (np.random.default_rng(2).random((2, 30, 192)) < 0.4).astype(np.float32)
-    result, _, runs = run_both(program, trains)
+    result, _, runs = run_both(program, trains, time_batch)
     for i, run in enumerate(runs):
         np.testing.assert_array_equal(run.spikes, result.traces[-1]["spikes"][i].astype(bool))
     # depth: an input spike needs program.depth ticks to reach the output layer
@@ -137,5 +139,8 @@ def test_mnist_cnn_on_truenorth_cores(mnist_test):
     result, chip, runs = run_both(program, trains)
     assert len(chip.cores) == program.mapping.cores
     np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+    tiled = Engine(program.snn, program.backend()).run(x[:1], y[:1], 40, encoding=encode.Playback(trains),
+                                                       record_steps=True, progress=False, time_batch=16)
+    np.testing.assert_array_equal(runs[0].spikes, tiled.traces[-1]["spikes"][0].astype(bool))
     r = Engine(program.snn, program.backend()).run(x[:100], y[:100], 64, encoding="rate", progress=False)
     assert r.accuracy_by_step[-1] >= 0.96

@@ -317,12 +317,13 @@ def chain_layers(layers: list[dict], n_in: int) -> list[LoihiLayer]:
     return out
 
 
-def simulate_chain(source, layers: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+def simulate_chain(source, layers: list[dict], time_batch: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Lava's RingBuffer -> Dense -> LIF -> Dense -> LIF ... (``Loihi1SimCfg(select_tag="fixed_pt")``), run
     on the engine.
 
     ``source``: (n_in, T) ints, non-zero = spike, column t played at step t. ``layers``: dicts with
     ``LAYER_KEYS``. Returns per layer (spikes (n, T) bool, v (n, T) int64 after the step's reset).
+    ``time_batch``: the engine's tile length (``neuro.sim.Engine.run``); the bits do not depend on it.
     """
     src = _as_int("source", source, np.iinfo(np.int32).min, np.iinfo(np.int32).max, "an int array (n_in, T)")
     if src.ndim != 2 or src.shape[1] < 1:
@@ -331,7 +332,7 @@ def simulate_chain(source, layers: list[dict]) -> list[tuple[np.ndarray, np.ndar
     snn = program_snn(chain, (src.shape[0],))
     result = Engine(snn, LoihiBackend(chain, snn)).run(
         np.zeros((1, src.shape[0]), np.float32), np.zeros(1, np.int64), src.shape[1],
-        encoding=Playback(src.T[None]), record_steps=True, progress=False)
+        encoding=Playback(src.T[None]), record_steps=True, progress=False, time_batch=time_batch)
     return [(tr["spikes"][0].T.astype(bool), tr["v"][0].T.astype(np.int64)) for tr in result.traces]
 
 
