@@ -55,11 +55,14 @@ class _Rate:
 class Playback:
     """Plays recorded input spikes (N, T, n_in) to the engine: step t of image i gives trains[i, t].
 
-    Use it as the ``encoding`` of ``neuro.sim.Engine.run`` (the images then only set the batch).
+    Use it as the ``encoding`` of ``neuro.sim.Engine.run`` (the images then only set the batch). Spikes are
+    0/1 (any non-zero entry is a spike); ``graded=True`` plays the entries themselves, as integer payloads for
+    chips with graded spikes.
     """
 
-    def __init__(self, trains: np.ndarray):
-        self.trains = (np.asarray(trains) != 0).astype(np.float32)
+    def __init__(self, trains: np.ndarray, graded: bool = False):
+        trains = np.asarray(trains)
+        self.trains = (trains if graded else trains != 0).astype(np.float32)
 
     def for_batch(self, images, start: int):
         return _PlaybackBatch(self.trains[start:start + len(images)])

@@ -300,7 +300,7 @@ def test_time_batched_chip_run_equals_step_by_step_bit_for_bit(chip):
     from conftest import small_converted_cnn
 
     snn, images = small_converted_cnn()
-    program = chips.get(chip)(snn)
+    program = chips.get(chip).compile(snn)
     engine = Engine(program.snn, program.backend(), threads=2)
     labels = np.arange(len(images)) % 3
     kwargs = dict(encoding="rate", seed=2, batch_size=8, record_counts=True, record_steps=True, progress=False)

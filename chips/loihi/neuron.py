@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from chips.lava_dense import (FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, WEIGHT_BITS,  # noqa: F401
+                              WEIGHT_MAX, WEIGHT_MIN, quantize_weights, sign_mode)  # re-exported by chips.loihi
+from chips.lava_dense import integer as _as_scalar, integers as _as_int, per_neuron as _per_neuron
 from neuro import graph
 from neuro.encode import Playback
 from neuro.errors import NeuroError
@@ -48,69 +51,11 @@ BIAS_MANT_BITS = 13                  # bias mantissa: signed 13-bit, -4096..4095
 BIAS_EXP_MAX = 7                     # bias exponent: 3-bit unsigned on the chip, 0..7 (Lava docstring)
 BIAS_EXP_MIN = -BIAS_MANT_BITS       # Lava's scale_bias shifts right for a negative exponent; below -13 a
 #                                      13-bit mantissa is entirely shifted out, so lower exponents add nothing
-WEIGHT_BITS = 8                      # weights clipped to 8 bits + sign: mixed [-256, 255], excitatory
-#                                      [0, 255], inhibitory [-255, 0] (Lava clip_weights(num_bits=8))
-WEIGHT_MIN, WEIGHT_MAX = -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7   # weight exponent range (docs/references.md "weights": nengo-loihi, Lava)
-NUM_WEIGHT_BITS_MIN, NUM_WEIGHT_BITS_MAX = 1, 8  # Lava truncate_weights(max_num_weight_bits=8)
-FLOAT32_EXACT = 1 << 24              # integer sums below 2^24 are exact in float32 (24-bit significand)
+# weights: Lava's Dense format, 8 bits + sign truncated to num_weight_bits (chips.lava_dense)
 
 
-# --- parameter checks ------------------------------------------------------------------------------------
-
-def _as_int(name: str, value, lo: int, hi: int, what: str) -> np.ndarray:
-    """``value`` as an int64 array whose entries are integers in [lo, hi]; otherwise a one-line NeuroError."""
-    arr = np.asarray(value)
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-        raise NeuroError(f"{name} must be integers, got {value!r:.60}: give {what}")
-    if np.any(arr != np.round(arr)):
-        raise NeuroError(f"{name} must be integers, got non-integer values: give {what}")
-    if arr.size and (arr.min() < lo or arr.max() > hi):
-        bad = arr.min() if arr.min() < lo else arr.max()
-        raise NeuroError(f"{name} = {int(bad)} is out of range: give {what}")
-    return arr.astype(np.int64)
-
-
-def _as_scalar(name: str, value, lo: int, hi: int, what: str) -> int:
-    arr = _as_int(name, value, lo, hi, what)
-    if arr.size != 1:
-        raise NeuroError(f"{name} must be one integer, got shape {arr.shape}: give {what}")
-    return int(arr.reshape(()))
-
-
-def _per_neuron(name: str, value, n: int, lo: int, hi: int, what: str) -> np.ndarray:
-    arr = _as_int(name, value, lo, hi, what)
-    if arr.ndim > 1 or arr.size not in (1, n):
-        raise NeuroError(f"{name} has shape {arr.shape}: give one value or {n} values (one per neuron)")
-    return np.broadcast_to(arr.reshape(-1), (n,)).copy()
-
-
-# --- weight format (Lava dense/models.py + utils/weightutils.py) ------------------------------------------
-
-def sign_mode(weights: np.ndarray) -> str:
-    """Lava's determine_sign_mode: all >= 0 excitatory, else all <= 0 inhibitory, else mixed."""
-    if weights.min(initial=0) >= 0:
-        return "excitatory"
-    return "inhibitory" if weights.max(initial=0) <= 0 else "mixed"
-
-
-def quantize_weights(weights, num_weight_bits: int, name: str = "weights") -> np.ndarray:
-    """Integer weights as the chip holds them: Lava's clip to 8 bits (+ sign) then truncation to
-    ``num_weight_bits``: (w >> t) << t with t = 8 - num_weight_bits (+ 1 for mixed sign); inhibitory
-    matrices are negated around both steps, so they truncate toward zero."""
-    w = _as_int(name, weights, WEIGHT_MIN, WEIGHT_MAX,
-                f"integers in [{WEIGHT_MIN}, {WEIGHT_MAX}] (8 bits + sign; scale them with weight_exp)")
-    nwb = _as_scalar("num_weight_bits", num_weight_bits, NUM_WEIGHT_BITS_MIN, NUM_WEIGHT_BITS_MAX,
-                     f"an integer in [{NUM_WEIGHT_BITS_MIN}, {NUM_WEIGHT_BITS_MAX}]")
-    mode = sign_mode(w)
-    sign = -1 if mode == "inhibitory" else 1
-    mixed = int(mode == "mixed")
-    w = np.clip(sign * w, WEIGHT_MIN * mixed, WEIGHT_MAX)
-    t = WEIGHT_BITS - nwb + mixed
-    return sign * ((w >> t) << t)
-
+# --- parameter checks and the weight format: chips.lava_dense ---------------------------------------------
 
 def _check_exact_sums(name: str, w: np.ndarray) -> None:
     """Every output's largest possible input sum must stay below 2^24, where float32 is exact."""

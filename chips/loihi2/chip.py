@@ -24,8 +24,9 @@ import numpy as np
 from chips.api import CoefficientSet
 from chips.coefficients import find, load_dir
 from chips.compiling import connections, layer_activity, layers
-from chips.loihi2.neuron import (FLOAT32_EXACT, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN, WEIGHT_MAX, Loihi2Backend,
-                                 SigmaDeltaLayer, max_row_sum, program_snn)
+from chips.lava_dense import FLOAT32_EXACT, WEIGHT_MAX
+from chips.loihi2.neuron import (WEIGHT_EXP_MAX, WEIGHT_EXP_MIN, Loihi2Backend, SigmaDeltaLayer, max_row_sum,
+                                 program_snn)
 from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN

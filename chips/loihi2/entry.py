@@ -3,7 +3,8 @@
 from chips.api import Chip, Option, PublishedPoint
 from chips.loihi2.chip import (CHIP_CORES, CHIP_SYNAPSES, CORE_NEURONS, CORE_SYNAPSES, DEFAULT_ACT_BITS, DEFAULT_VTH,
                                EMBEDDED_CPUS, SETS, compile_snn)
-from chips.loihi2.neuron import MESSAGE_BITS_MAX, WEIGHT_BITS
+from chips.lava_dense import WEIGHT_BITS
+from chips.loihi2.neuron import MESSAGE_BITS_MAX
 
 PUBLISHED = (
     PublishedPoint("Loihi 2 (PilotNet SDNN)", "PilotNet steering-angle regression, 1 step per frame", None, 1.66e-3,

@@ -35,15 +35,16 @@ import numpy as np
 from numba import njit
 
 from chips.api import Backend, NeuronModel
+from chips.lava_dense import FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, quantize_weights
+from chips.lava_dense import integer as _scalar, integers as _as_int
 from neuro import graph
+from neuro.encode import Playback
 from neuro.errors import NeuroError
 from neuro.sim import Engine
 from neuro.snn import SNN, Neurons, Synapses
 
 # --- constants (lava-nc 0.10: lava/proc/dense/models.py, process.py; lava/utils/weightutils.py; lava/proc/sdn/) ------
-WEIGHT_BITS = 8                      # weights clipped to 8 bits + sign: mixed [-256, 255], excitatory [0, 255],
-WEIGHT_MIN, WEIGHT_MAX = -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1   # inhibitory [-255, 0] (clip_weights(num_bits=8))
-NUM_WEIGHT_BITS_MIN, NUM_WEIGHT_BITS_MAX = 1, 8   # truncate_weights(max_num_weight_bits=8)
+# weights: Lava's Dense format, 8 bits + sign truncated to num_weight_bits (chips.lava_dense)
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7            # Dense docstring: w_scale = 8 - num_weight_bits + weight_exp
 #                                                   (+ mixed); the Loihi 1 range, kept for Loihi 2 [unsure]
 MESSAGE_BITS_MAX = 24                # graded payload width: Lava SigmaDelta s_out is int32 "precision=24"; the
@@ -52,52 +53,13 @@ MESSAGE_BITS_MAX = 24                # graded payload width: Lava SigmaDelta s_o
 EXP_MAX = 7                          # spike_exp, state_exp: "precision=3" in PySigmaDeltaModelFixed: 0..7
 STATE_BITS = 24                      # sigma, act, residue, error, vth: "precision=24" (int32 held, not enforced)
 BIAS_BITS = 16                       # bias: "precision=16" (int32 held, not enforced)
-FLOAT32_EXACT = 1 << 24              # integer sums below 2^24 are exact in float32 (24-bit significand)
 INT32 = np.iinfo(np.int32)
 ACT_MODES = {0: "unit", 1: "relu", "unit": "unit", "relu": "relu"}   # Lava ActivationMode: UNIT = 0, RELU = 1
 KINDS = ("sigma_delta", "delta")
 STATES = ("sigma", "act", "residue", "error")   # the Vars Lava's SigmaDelta exposes, besides its parameters
 
 
-# --- parameter checks ------------------------------------------------------------------------------------------------
-
-def _as_int(name: str, value, lo: int, hi: int, what: str) -> np.ndarray:
-    """``value`` as an int64 array of integers in [lo, hi]; otherwise a one-line NeuroError."""
-    arr = np.asarray(value)
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-        raise NeuroError(f"{name} must be integers, got {value!r:.60}: give {what}")
-    if np.any(arr != np.round(arr)):
-        raise NeuroError(f"{name} must be integers, got non-integer values: give {what}")
-    if arr.size and (arr.min() < lo or arr.max() > hi):
-        bad = arr.min() if arr.min() < lo else arr.max()
-        raise NeuroError(f"{name} = {int(bad)} is out of range: give {what}")
-    return arr.astype(np.int64)
-
-
-def _scalar(name: str, value, lo: int, hi: int, what: str) -> int:
-    arr = _as_int(name, value, lo, hi, what)
-    if arr.size != 1:
-        raise NeuroError(f"{name} must be one integer, got shape {arr.shape}: give {what}")
-    return int(arr.reshape(()))
-
-
-def quantize_weights(weights, num_weight_bits: int, name: str = "weights") -> np.ndarray:
-    """Integer weights as Lava's Dense holds them: clipped to 8 bits + sign for their sign mode, then truncated to
-    ``num_weight_bits``: (w >> t) << t with t = 8 - num_weight_bits (+ 1 if mixed); an inhibitory matrix is
-    negated around both steps (lava/utils/weightutils.py clip_weights, truncate_weights)."""
-    w = _as_int(name, weights, WEIGHT_MIN, WEIGHT_MAX,
-                f"integers in [{WEIGHT_MIN}, {WEIGHT_MAX}] (8 bits + sign; scale them with weight_exp)")
-    bits = _scalar("num_weight_bits", num_weight_bits, NUM_WEIGHT_BITS_MIN, NUM_WEIGHT_BITS_MAX,
-                   f"an integer in [{NUM_WEIGHT_BITS_MIN}, {NUM_WEIGHT_BITS_MAX}]")
-    inhibitory = w.min(initial=0) < 0 and w.max(initial=0) <= 0
-    mixed = int(w.min(initial=0) < 0 and w.max(initial=0) > 0)
-    sign = -1 if inhibitory else 1
-    w = np.clip(sign * w, WEIGHT_MIN * mixed, WEIGHT_MAX)
-    t = WEIGHT_BITS - bits + mixed
-    return sign * ((w >> t) << t)
-
+# --- parameter checks and the weight format: chips.lava_dense ------------------------------------------------------
 
 def max_row_sum(w: np.ndarray) -> int:
     """The largest summed |weights| of one output: with payloads up to P, every partial sum is below this x P."""
@@ -304,30 +266,6 @@ def program_snn(layers: list[SigmaDeltaLayer], input_shape) -> SNN:
     return SNN(input_shape, ops, readout="spikes")
 
 
-# --- graded input ----------------------------------------------------------------------------------------------------
-
-class GradedPlayback:
-    """Plays recorded integer payloads (N, T, n_in) to the engine, graded (``neuro.encode.Playback`` plays 0/1)."""
-
-    def __init__(self, trains: np.ndarray):
-        self.trains = np.asarray(trains, np.float32)
-
-    def for_batch(self, images, start: int):
-        return _GradedBatch(self.trains[start:start + len(images)])
-
-
-class _GradedBatch:
-    static = False
-
-    def __init__(self, trains):
-        self.trains, self.t = trains, 0
-
-    def step(self):
-        x = np.ascontiguousarray(self.trains[:, self.t])
-        self.t += 1
-        return x
-
-
 # --- conformance entry point -----------------------------------------------------------------------------------------
 
 REQUIRED_KEYS = ("weights", "vth")
@@ -380,7 +318,7 @@ def simulate_chain(source, layers: list[dict], state: str = "sigma") -> list[tup
     snn = program_snn(chain, (src.shape[0],))
     engine = Engine(snn, _Recording(chain, snn), threads=1)
     engine.run(np.zeros((1, src.shape[0]), np.float32), np.zeros(1, np.int64), src.shape[1],
-               encoding=GradedPlayback(src.T[None]), progress=False)
+               encoding=Playback(src.T[None], graded=True), progress=False)
     models = [stage.model for stage in engine.stages if isinstance(getattr(stage, "model", None), SigmaDeltaNeurons)]
     return [tuple(np.stack(x, axis=1) for x in zip(*m.trace)) for m in models]
 
