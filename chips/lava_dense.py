@@ -10,7 +10,9 @@ Loihi 2 (``chips.loihi2``) both take their weights through it.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from neuro import graph
 from neuro.errors import NeuroError
 
 WEIGHT_BITS = 8                      # weights clipped to 8 bits + sign (Lava clip_weights(num_bits=8))
@@ -70,3 +72,16 @@ def quantize_weights(weights, num_weight_bits: int, name: str = "weights") -> np
     w = np.clip(sign * w, WEIGHT_MIN * mixed, WEIGHT_MAX)
     t = WEIGHT_BITS - bits + mixed
     return sign * ((w >> t) << t)
+
+
+def with_weights(op, w: np.ndarray):
+    """A copy of ``op`` holding the integer weights ``w`` (in float32) and no bias (the neurons hold it)."""
+    if isinstance(op, graph.Dense):
+        return graph.Dense(w.astype(np.float32), None)
+    return graph.Conv2d(w.astype(np.float32), None, op.stride, op.padding, op.groups)
+
+
+@njit(cache=True, inline="always")
+def wrap32(x):
+    """x (int64) as int32 arithmetic leaves it: two's-complement wrap-around (Lava's fixed-point models)."""
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)

@@ -28,6 +28,7 @@ from numba import njit
 
 from chips.lava_dense import (FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, WEIGHT_BITS,  # noqa: F401
                               WEIGHT_MAX, WEIGHT_MIN, quantize_weights, sign_mode)  # re-exported by chips.loihi
+from chips.lava_dense import with_weights, wrap32 as _wrap32
 from chips.lava_dense import integer as _as_scalar, integers as _as_int, per_neuron as _per_neuron
 from neuro import graph
 from neuro.encode import Playback
@@ -117,20 +118,7 @@ class LoihiLayer:
         return np.where(e >= 0, m << np.maximum(e, 0), m >> np.maximum(-e, 0)).astype(np.int32)
 
 
-def with_weights(op, w: np.ndarray):
-    """A copy of ``op`` holding the integer weights ``w`` (in float32) and no bias (the neurons hold it)."""
-    if isinstance(op, graph.Dense):
-        return graph.Dense(w.astype(np.float32), None)
-    return graph.Conv2d(w.astype(np.float32), None, op.stride, op.padding, op.groups)
-
-
 # --- the neuron kernel -----------------------------------------------------------------------------------
-
-@njit(cache=True, inline="always")
-def _wrap32(x):
-    """x (int64) as int32 arithmetic leaves it: two's-complement wrap-around."""
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
 
 @njit(cache=True, inline="always")
 def _decay(x, keep):

@@ -36,6 +36,7 @@ from numba import njit
 
 from chips.api import Backend, NeuronModel
 from chips.lava_dense import FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, quantize_weights
+from chips.lava_dense import with_weights, wrap32 as _wrap32
 from chips.lava_dense import integer as _scalar, integers as _as_int
 from neuro import graph
 from neuro.encode import Playback
@@ -129,20 +130,7 @@ class SigmaDeltaLayer:
         self.weights = quantize_weights(self.synapse.weight, self.num_weight_bits, f"{n}: weights")
 
 
-def with_weights(op, w: np.ndarray):
-    """A copy of ``op`` holding the integer weights ``w`` (in float32) and no bias (the neurons hold it)."""
-    if isinstance(op, graph.Dense):
-        return graph.Dense(w.astype(np.float32), None)
-    return graph.Conv2d(w.astype(np.float32), None, op.stride, op.padding, op.groups)
-
-
 # --- the neuron kernel -----------------------------------------------------------------------------------------------
-
-@njit(cache=True, inline="always")
-def _wrap32(x):
-    """x (int64) as int32 arithmetic leaves it: two's-complement wrap-around."""
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
 
 @njit(nogil=True, cache=True)
 def sd_step(current, a, sigma, act, residue, error, out, bias, vth, weight_exp, shift, state_exp,
