@@ -1,12 +1,16 @@
 """Train the reference CIFAR-10 CNN and export it to ONNX with a metadata JSON.
 
 A VGG-style network built for ANN-to-SNN conversion: 3x3 convolutions with BatchNorm while training,
-ReLU (or QCFS, ``--qcfs L``), average pooling, no max pooling, one dense layer.
+ReLU (or QCFS, ``--qcfs L``), average pooling, no max pooling, one dense layer:
 
-    [normalise] Conv(3, 32) Conv(32, 32) AvgPool(2) Conv(32, 64) Conv(64, 64) AvgPool(2)
-    Conv(64, 128) Conv(128, 128) AvgPool(2) Flatten Linear(2048, 10)
+    [normalise] Conv(3, 32, p1) Conv(32, 32, p1) AvgPool(2)           32x32 -> 16x16
+    Conv(32, 64, p0) Conv(64, 64, p1) AvgPool(2)                      -> 14x14 -> 7x7
+    Conv(64, 128, p0) Conv(128, 128, p1) Flatten Linear(3200, 10)     -> 5x5
 
-(every Conv 3x3, padding 1, followed by BatchNorm and the activation). At export the BatchNorms are
+(every Conv 3x3 followed by BatchNorm and the activation). The conv after each pooling is unpadded:
+the Loihi and TrueNorth compilers fold an average pool into the next layer only when that conv has no
+padding (else they need spiking neurons after the pool, ``pool_neurons``, which TrueNorth's mapper
+cannot place). At export the BatchNorms are
 folded into their convolutions and the per-channel input normalisation (the training split's mean/std,
 ``neuro.datasets.channel_stats``) into the first convolution, so the ONNX model is plain
 Conv/Relu/AveragePool/Flatten/Gemm and takes images in [0, 1] directly, as the converter wants.
@@ -111,14 +115,17 @@ def build_model(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), widths=WIDTHS, qcfs: 
         return QCFS(qcfs) if qcfs else nn.ReLU()
 
     layers: list[nn.Module] = [PadNormalise(mean, std, 1)]
-    cin = len(mean)
+    cin, side = len(mean), 32
     for b, width in enumerate(widths):
+        if b:  # an unpadded conv after each pooling (foldable on the chips), then a padded one
+            layers.append(nn.AvgPool2d(2))
+            side //= 2
         for k in range(2):
-            first = b == 0 and k == 0
-            layers += [nn.Conv2d(cin, width, 3, padding=0 if first else 1, bias=False), nn.BatchNorm2d(width), act()]
+            # the first conv's padding is done by PadNormalise (so that the normalisation folds exactly)
+            pad = 1 if k else 0
+            layers += [nn.Conv2d(cin, width, 3, padding=pad, bias=False), nn.BatchNorm2d(width), act()]
+            side -= 2 * (1 - pad) if b else 0
             cin = width
-        layers.append(nn.AvgPool2d(2))
-    side = 32 // 2 ** len(widths)
     layers += [nn.Flatten(), nn.Linear(cin * side * side, 10)]
     return nn.Sequential(*layers)
 
