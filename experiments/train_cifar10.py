@@ -162,7 +162,7 @@ def export_model(model: nn.Sequential) -> nn.Sequential:
 
 
 def qcfs_thresholds(model: nn.Module) -> list[float]:
-    return [float(m.threshold) for m in model.modules() if isinstance(m, QCFS)]
+    return [float(m.threshold.detach()) for m in model.modules() if isinstance(m, QCFS)]
 
 
 def augment(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
