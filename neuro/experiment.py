@@ -42,7 +42,8 @@ def _each(check):
 #: section -> key -> (type, default, check returning an error text or None); "" is the top level.
 SCHEMA = {
     "": {"seed": (int, 0, None)},
-    "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive)},
+    "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive),
+             "select": (str, "first", _one_of("first", "spread"))},
     "model": {"path": (str, REQUIRED, None)},
     "conversion": {
         "calibration": (int, 1000, _positive),
@@ -205,7 +206,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
                                                                   _system(), system.utc_now()))
     data = config["data"]
     images, labels = datasets.load(_dataset(config), split="test")
-    images, labels = images[:data["images"]], labels[:data["images"]]
+    images, labels = select_images(images, labels, data["images"], data["select"])
     if "conversion" in done:
         snn, ann_accuracy = results.read_snn(out), results.read(out).conversion["ann_accuracy"]
     else:
@@ -221,10 +222,18 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
             results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
     if "baselines" not in done:
         say("measuring the baselines")
-        runs = _baselines(config, images, f"{data['dataset']} test split, first {len(images)} images")
+        runs = _baselines(config, images, f"{data['dataset']} test split, {len(images)} images ({data['select']})")
         results.add_part(out, "baselines", lambda g: results.write_baselines(g, runs))
     say(f"wrote {out}")
     return out
+
+
+def select_images(images, labels, n: int, how: str = "first"):
+    """The first ``n`` images, or (``how="spread"``) ``n`` spread evenly over the split, every (len / n)-th one:
+    class-balanced on a split stored class by class, as the CIFAR-10 JPEG copy's (docs/datasets.md)."""
+    n = min(n, len(images))
+    idx = slice(0, n) if how == "first" else (np.arange(n) * len(images)) // n
+    return images[idx], labels[idx]
 
 
 def _system() -> dict:
