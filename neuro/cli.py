@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", help="folder with the dataset files (default: $NEURO_DATA, then the cache)")
     s.add_argument("--split", default="test", choices=("test", "train"), help="dataset split (default: test)")
     s.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
+    s.add_argument("--spread", action="store_true",
+                   help="take the N images spread evenly over the split instead of the first N (class-balanced "
+                        "on a split stored class by class, as the CIFAR-10 JPEG copy's)")
     s.add_argument("--timesteps", "-T", type=int, default=32, help="time steps per image (default: 32)")
     s.add_argument("--encoding", choices=("current", "rate"), default="current", help="input encoding")
     s.add_argument("--batch-size", type=int, default=256, help="images simulated together (default: 256)")
@@ -98,6 +101,7 @@ def cmd_convert(args) -> None:
 
 def cmd_simulate(args) -> None:
     from neuro import datasets, plots, snn
+    from neuro.experiment import select_images
     from neuro.sim import Engine
 
     net = snn.load(args.snn)
@@ -111,7 +115,7 @@ def cmd_simulate(args) -> None:
     if args.n > len(images):
         raise NeuroError(f"--n is {args.n} but the {args.data} {args.split} split has {len(images)} images: "
                          f"use --n {len(images)} or fewer")
-    images, labels = images[:args.n], labels[:args.n]
+    images, labels = select_images(images, labels, args.n, "spread" if args.spread else "first")
     net.check_input(images)
     ann_accuracy = net.ann.accuracy(images, labels) if net.ann is not None else None
     if not args.chip and (args.coefficients or args.chip_option):

@@ -50,7 +50,8 @@ def _each(check):
 #: file) and the chip's options (``neuro chips`` lists them), checked against what the chip declares.
 SCHEMA = {
     "": {"seed": (int, 0, lambda v: None if 0 <= v < 2 ** 63 else "must be in [0, 2^63)")},
-    "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive)},
+    "data": {"dataset": (str, "mnist", datasets.spec_error), "images": (int, 1000, _positive),
+             "select": (str, "first", _one_of("first", "spread"))},
     "model": {"path": (str, REQUIRED, None)},
     "conversion": {
         "calibration": (int, 1000, _positive),
@@ -264,7 +265,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
                 results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
             say("measuring the baselines")
-            runs = _baselines(config, images, f"{config['data']['dataset']} test split, first {len(images)} images")
+            runs = _baselines(config, images, f"{config['data']['dataset']} test split, {len(images)} images ({config['data']['select']})")
             results.add_part(out, "baselines", lambda g: results.write_baselines(g, runs))
     say(f"wrote {out}")
     return out
@@ -288,7 +289,7 @@ def _data(config: Config):
     if data["images"] > len(images):
         raise NeuroError(f"{config.path}: key 'data.images' is {data['images']} but the {data['dataset']} test "
                          f"split has {len(images)} images: use at most {len(images)}")
-    return images[:data["images"]], labels[:data["images"]]
+    return select_images(images, labels, data["images"], data["select"])
 
 
 def _identity(config: Config, images, labels) -> dict:
@@ -338,6 +339,14 @@ def _changes(old: dict, new: dict):
 
 def _data_words(d: dict) -> str:
     return f"{d['dataset']} {d['split']}, {d['images']} images, sha256 {d['sha256'][:12]}"
+
+
+def select_images(images, labels, n: int, how: str = "first"):
+    """The first ``n`` images, or (``how="spread"``) ``n`` spread evenly over the split, every (len / n)-th one:
+    class-balanced on a split stored class by class, as the CIFAR-10 JPEG copy's (docs/datasets.md)."""
+    n = min(n, len(images))
+    idx = slice(0, n) if how == "first" else (np.arange(n) * len(images)) // n
+    return images[idx], labels[idx]
 
 
 def _system() -> dict:

@@ -32,6 +32,18 @@ def test_simulate_json(snn_file, tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_simulate_spread_takes_images_across_the_split(snn_file, mnist_test, capsys):
+    from neuro import snn
+
+    capsys.readouterr()
+    assert main(["simulate", str(snn_file), "--data", "mnist", "--n", "20", "--spread", "--timesteps", "2", "--json",
+                 "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    images, labels = mnist_test
+    assert out["n_images"] == 20
+    assert out["ann_accuracy"] == snn.load(snn_file).ann.accuracy(images[::500], labels[::500])
+
+
 def test_simulate_table(snn_file, capsys):
     capsys.readouterr()
     assert main(["simulate", str(snn_file), "--n", "32", "--timesteps", "4", "--encoding", "rate",

@@ -226,6 +226,7 @@ def _run(text, chip):
     (lambda t: _run(t, "loihi") + '[chips.loihi]\ncoefficients = "mine.toml"\n', "cannot read coefficient file"),
     (lambda t: _run(t, "truenorth").replace("batch_size = 32", 'batch_size = 32\ncoefficients = "sana-fe"'),
      "key 'emulation.coefficients': the TrueNorth cost model takes only its own coefficient sets"),
+    (lambda t: t.replace("images = 32", 'images = 32\nselect = "random"'), "'data.select' must be one of"),
 ])
 def test_bad_config(tmp_path, edit, message):
     with pytest.raises(NeuroError, match=message) as e:
@@ -239,6 +240,19 @@ def test_default_experiment_is_valid():
     assert config["emulation"]["encoding"] == "rate" and config["emulation"]["coefficients"] == ""
     assert config["baselines"]["batches"] == [1, 16, 256, 4096]
     assert config["report"]["tolerance"] == 0.5
+
+
+def test_select_images_spreads_over_a_split_stored_class_by_class():
+    import numpy as np
+
+    labels = np.repeat(np.arange(10), 100)  # class by class, as the CIFAR-10 JPEG copy's test split
+    images = np.arange(1000)[:, None]
+    first, first_labels = experiment.select_images(images, labels, 100, "first")
+    assert set(first_labels) == {0} and list(first[:, 0]) == list(range(100))
+    spread, spread_labels = experiment.select_images(images, labels, 100, "spread")
+    assert np.bincount(spread_labels).tolist() == [10] * 10
+    assert list(spread[:3, 0]) == [0, 10, 20] and np.array_equal(labels[spread[:, 0]], spread_labels)
+    assert len(experiment.select_images(images, labels, 5000, "spread")[0]) == 1000
 
 
 def test_command_line(tiny_run, tmp_path, capsys):
