@@ -238,3 +238,45 @@ def test_a_signal_stops_a_run_with_one_line_leaving_the_finished_parts(tmp_path,
     assert [line.strip() for line in err.splitlines() if line.strip()][-1] == "interrupted: run again with --resume"
     assert results.parts(out / "tiny.h5") == {"meta", "conversion"}
     assert sorted(p.name for p in out.iterdir()) == [".neuro-lock", "tiny.h5"]
+
+
+def _fields(path) -> dict:
+    """Every dataset and attribute of a results file's conversion and chip parts, by path. Left out: the emulator's
+    wall time, the parts' checksums (they hash it), and the engine's counts of which synapse path it took
+    (event or dense: chosen per slice of a batch, so they follow the slicing; no cost model reads them)."""
+    import h5py
+
+    path_fields = [LAYER_COUNT_FIELDS.index(f) for f in ("event_steps", "dense_steps")]  # the engine's own paths
+
+    def value(name, data):
+        data = np.asarray(data)
+        if name.endswith("counts_by_step"):
+            data = np.delete(data, path_fields, axis=-1)
+        return repr(data.tolist()) if data.dtype == object else data.tobytes()
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if name.startswith(("conversion", "chips")) and not name.endswith(("event_steps", "dense_steps")):
+                if isinstance(obj, h5py.Dataset):
+                    out[name] = value(name, obj[()])
+                out.update({f"{name}@{k}": str(v) for k, v in obj.attrs.items() if k not in ("seconds", "sha256")})
+        f.visititems(visit)
+    return out
+
+
+def test_results_files_are_identical_field_by_field_across_threads_and_batch_sizes(tmp_path, mnist_test):
+    """The same experiment with 1 and 2 engine threads and batch sizes 32 and 7: every stored number the same."""
+    text = TINY.replace('chips = ["float"]', 'chips = ["float", "loihi", "truenorth"]\nencoding = "rate"')
+    runs = []
+    for threads, batch in ((1, 32), (2, 7)):
+        folder = tmp_path / f"t{threads}b{batch}"
+        folder.mkdir()
+        config = config_file(folder, text.replace("batch_size = 32", f"batch_size = {batch}"))
+        env = {**__import__("os").environ, "NEURO_THREADS": str(threads)}
+        proc = neuro("run", config, "-o", folder / "out", "--no-progress", env=env)
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()
+        runs.append(_fields(folder / "out" / "tiny.h5"))
+    first, second = runs
+    differing = sorted(k for k in first.keys() | second.keys() if first.get(k) != second.get(k))
+    assert len(first) > 50 and differing == []
