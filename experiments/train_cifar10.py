@@ -27,7 +27,7 @@ Input: (N, 3, 32, 32) float32 in [0, 1] (pixel / 255). Output: logits (no softma
 
 Usage (from the repository root):
 
-    NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 15]
+    NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 8]
         [--qcfs L] [--out experiments/models] [--name cifar10_cnn]
 
 Writes <out>/<name>.onnx and <out>/<name>.json. The script checks that the folded model computes what
@@ -209,7 +209,7 @@ def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     parser.add_argument("--qcfs", type=int, default=0, metavar="L",
                         help="train with QCFS activations of L levels (Bu et al. 2022); 0 = ReLU (default)")
     parser.add_argument("--out", type=Path, default=Path("experiments/models"), help="output directory")

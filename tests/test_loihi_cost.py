@@ -85,6 +85,21 @@ def test_synapse_memory_limit_splits_a_layer():
     assert m.cores == 17 and m.synapse_words.max() <= CORE_SYNAPSE_WORDS and m.compartments.max() == 61
 
 
+def test_search_starts_at_a_lower_bound_and_finds_the_same_cores(monkeypatch):
+    """A conv layer that synapse memory splits over many cores: the search started at ``_least_slices`` (a bound
+    from the layer's total synapse memory) ends where the search from the compartment count alone ends."""
+    from chips.loihi import mapping
+
+    layers = [_conv(64, 96, 3, 1, "wide")]    # 6 x 6 x 64 neurons with 864 inputs each
+    fast = map_layers(layers, (96, 8, 8)).layers[0]
+    start = mapping._least_slices("conv", 8, _connections(layers[0], (96, 8, 8))[1], 6 * 6 * 64)
+    assert 1 < start <= fast.cores
+    monkeypatch.setattr(mapping, "_least_slices", lambda kind, bits, source, n: -(-n // CORE_COMPARTMENTS))
+    slow = map_layers(layers, (96, 8, 8)).layers[0]
+    assert fast.cores == slow.cores and np.array_equal(fast.compartments, slow.compartments)
+    assert np.array_equal(fast.synapse_words, slow.synapse_words)
+
+
 def test_output_axon_limit_splits_the_source_layer():
     """``b``: 1,024 axons x 16 words (up to 118 compartments: 9 + ceil((54 x 8 + 10) / 64) = 16) fill a core's
     memory, so 2,048 neurons take 18 cores. Each neuron of ``a`` reaches all 18: 227 x 18 = 4,086 output axons

@@ -161,7 +161,7 @@ def _partition(layer, target, source, n, out_axons) -> tuple[np.ndarray, tuple]:
     if fan_in > CORE_INPUT_AXONS:   # one neuron per core breaks it too: say so now, not after trying every k
         raise NeuroError(f"{layer.name}: does not fit a Loihi core even with one neuron per core: input axons "
                          f"({fan_in} > {CORE_INPUT_AXONS}): give its neurons fewer inputs")
-    k = -(-n // CORE_COMPARTMENTS)
+    k = _least_slices(_kind(layer), bits, source, n)
     while True:
         bounds = _slices(n, k)
         usage = _usage(_kind(layer), bits, target, source, bounds)
@@ -172,6 +172,21 @@ def _partition(layer, target, source, n, out_axons) -> tuple[np.ndarray, tuple]:
             raise NeuroError(f"{layer.name}: does not fit a Loihi core even with one neuron per core: "
                              f"{broken}: give its neurons fewer inputs")
         k += 1
+
+
+def _least_slices(kind, bits, source, n) -> int:
+    """A lower bound on the slices ``_partition`` needs, so that its search does not start far below the answer
+    (a large conv layer needs hundreds of cores, and every try counts all its synapses): the compartments,
+    and for the sparse format the synapse memory. Every slice count below it breaks a limit: splitting a layer
+    over cores adds group headers and never removes synapses, and no index is narrower than INDEX_BITS[0], so
+    the slices' words total at least ``least`` and the fullest slice holds at least least / k."""
+    k = -(-n // CORE_COMPARTMENTS)
+    if kind == "dense" or len(source) == 0:
+        return k
+    per_axon = np.bincount(source)
+    per_axon = per_axon[per_axon > 0]
+    least = (per_axon * (bits + INDEX_BITS[0]) + -(-per_axon // SYNAPSE_GROUP) * GROUP_HEADER_BITS).sum() / WORD_BITS
+    return max(k, min(int(least // CORE_SYNAPSE_WORDS), n))
 
 
 def _layer_shapes(layers: list[LoihiLayer], input_shape) -> list[tuple]:
