@@ -808,8 +808,10 @@ def _power_claim(r: Value) -> str:
 def add_parser(subparsers) -> None:
     """The ``neuro report`` subcommand."""
     p = subparsers.add_parser("report", help="write the markdown report and figures from results files",
-                              description="Write report.md and its PNG figures from one or more results files.")
-    p.add_argument("results", nargs="+", help="results files written by `neuro run`")
+                              description="Write report.md and its PNG figures from one or more results files: "
+                                          "several make one report, a section per file (e.g. MNIST and CIFAR-10) "
+                                          "and one energy-vs-accuracy figure of them all.")
+    p.add_argument("results", nargs="+", help="results files written by `neuro run`, each once")
     p.add_argument("-o", "--output", required=True, help="folder for report.md and the figures")
 
 
