@@ -198,6 +198,7 @@ def test_report(tiny_run, tmp_path):
     assert "| truenorth | registered but not run in this experiment" in text
     assert "99.42 % (published)" in text and "88,700 (published)" in text
     assert "(modeled)" in text and "(measured)" in text
+    assert "## Overall verdict" not in text and not (tmp_path / "energy_vs_accuracy_all.png").exists()  # one file
 
 
 def _run(text, chip):
