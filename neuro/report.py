@@ -6,11 +6,16 @@ the tolerance of the ANN, against every reference platform); the same at the con
 calibration, assumptions and compile deviations; the published points; a generated verdict. Every number
 carries its provenance (measured, recorded, modeled, estimated, published), modeled and estimated ones their
 low-high range; a number that does not exist says why.
+
+Several results files (e.g. MNIST and CIFAR-10) make one report: an overall verdict per file, one energy-vs-error
+figure of every file, then per file a section holding what its own report holds (its dataset's caveats with it),
+the published points once at the end.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,7 +27,8 @@ from neuro.atomic import atomic_path
 from neuro.baselines import estimate
 from neuro.baselines.results import Value
 from neuro.compare import ChipRow, Reference
-from neuro.experiment import parse_toml
+from neuro.errors import NeuroError
+from neuro.experiment import SCHEMA, parse_toml
 from neuro.published import (GPU_POINTS, HEADLINE_FPS, HEADLINE_POWER_RATIO, MER14_CPU_POWER_DENSITY_W_CM2,
                              MER14_POWER_DENSITY_W_CM2, OTHER_CHIPS, PublishedPoint)
 from neuro.results import PUBLISHED, Results
@@ -30,24 +36,67 @@ from neuro.results import PUBLISHED, Results
 #: A 1-minute load average above this when the CPU baselines start means other work shared the cores.
 BUSY_LOAD = 0.5
 COLORS = {"measured": "C0", "recorded": "C1", "modeled": "C2", "estimated": "C3", PUBLISHED: "0.45"}
+#: Data specs (``[data] dataset``) as section headings; any other spec (an image folder) is shown as given.
+DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+#: Caveats that travel with a dataset's section (docs/datasets.md, "The JPEG copy and its caveat").
+DATASET_NOTES = {"cifar10": "the shared CIFAR-10 copy (`cifar10-jpeg.tar.xz`) holds JPEG re-encodings (quality 75, "
+                            "4:2:0), not the canonical pixels (`docs/datasets.md`). `neuro.datasets` reads it where "
+                            "the canonical `cifar-10-python.tar.gz` is absent, and a results file does not record "
+                            "which of the two it read: with the shared data it is the JPEG copy. Accuracies on it "
+                            "are not comparable point for point with published CIFAR-10 figures."}
+FIGURE_NOTES = {"cifar10": "the JPEG copy's pixels, not the canonical ones, unless the canonical archive was read "
+                           "(see the data note of its section)."}
 
 
 def write_report(results_paths, out_dir) -> Path:
-    """Read every results file (all must be readable), write ``out_dir/report.md`` and its figures."""
-    runs = [results.read(p) for p in results_paths]
+    """Read every results file (all must be readable, none given twice), write ``out_dir/report.md`` and its
+    figures: one file as one report; several as one section each (its figures prefixed with the section's
+    number), an overall verdict and one energy-vs-error figure of every dataset."""
+    runs = [results.read(p) for p in _distinct_paths(results_paths)]
+    _check_distinct_runs(runs)
     studies = [_Study(r) for r in runs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "accuracy": _accuracy_figure(runs, out_dir / "accuracy_vs_steps.png"),
-        "energy": _energy_figure(studies, out_dir / "energy_vs_accuracy.png"),
-        "fps": _fps_figure(studies, out_dir / "frames_per_second.png"),
-    }
-    text = "\n".join(_markdown(studies, figures)) + "\n"
+    if len(studies) == 1:
+        lines = _markdown(studies, _figures(studies[0], out_dir))
+    else:
+        combined = _combined_energy_figure(studies, out_dir / "energy_vs_accuracy_all.png")
+        sections = [_figures(s, out_dir, f"{k}-") for k, s in enumerate(studies, 1)]
+        lines = _multi_markdown(studies, sections, combined)
+    text = "\n".join(lines) + "\n"
     path = out_dir / "report.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def _distinct_paths(paths) -> list[Path]:
+    """The results paths, each once: a file named twice (by any path) is an error."""
+    seen = {}
+    for p in map(Path, paths):
+        key = p.resolve()
+        if key in seen:
+            raise NeuroError(f"results file {p} is given twice (also as {seen[key]}): give each results file once")
+        seen[key] = p
+    return list(seen.values())
+
+
+def _check_distinct_runs(runs: list[Results]) -> None:
+    """Two files holding the same run (a copy: same config and start time) would make two identical sections."""
+    seen = {}
+    for r in runs:
+        key = (r.config, r.date, r.seed)
+        if key in seen:
+            raise NeuroError(f"{seen[key].path} and {r.path} hold the same run (experiment {r.name!r} started "
+                             f"{r.date}): give one of them")
+        seen[key] = r
+
+
+def _figures(s: "_Study", out_dir: Path, prefix: str = "") -> dict:
+    """The figures of one results file, named ``prefix`` + the figure's name."""
+    return {"accuracy": _accuracy_figure(s.run, out_dir / f"{prefix}accuracy_vs_steps.png"),
+            "energy": _energy_figure(s, out_dir / f"{prefix}energy_vs_accuracy.png"),
+            "fps": _fps_figure(s, out_dir / f"{prefix}frames_per_second.png")}
 
 
 class _Study:
@@ -58,10 +107,41 @@ class _Study:
         self.ann = run.conversion.get("ann_accuracy")
         self.refs = compare.references(run, results.read_snn(run.path).ann) if run.conversion else []
         self.rows = compare.chip_rows(run)
+        self.dataset = _setting(run, "data", "dataset")
 
     @property
     def name(self) -> str:
         return self.run.name
+
+    @property
+    def dataset_title(self) -> str:
+        """"MNIST", "CIFAR-10", or the data spec (an image folder's path)."""
+        return DATASET_TITLES.get(self.dataset, self.dataset)
+
+    @property
+    def title(self) -> str:
+        """The section heading: dataset, images, experiment and results file (two runs of one dataset differ)."""
+        n = self.run.conversion.get("n_images")
+        images = f", {n:,} test images" if n is not None else ""
+        return f"{self.dataset_title}{images}: experiment {self.name} ({self.run.path})"
+
+    @property
+    def short_note(self) -> str:
+        """The dataset's caveat in short ("" if it has none)."""
+        return f"{self.dataset_title}: {FIGURE_NOTES[self.dataset]}" if self.dataset in FIGURE_NOTES else ""
+
+    def data_note(self) -> list[str]:
+        """The dataset's caveat as a paragraph, or nothing."""
+        return [f"**Data**: {DATASET_NOTES[self.dataset]}", ""] if self.dataset in DATASET_NOTES else []
+
+    def figure_note(self) -> list[str]:
+        """The line beside each figure of this dataset, or nothing."""
+        return [self.short_note, ""] if self.short_note else []
+
+
+def _setting(run: Results, section: str, key: str):
+    """A key of the run's experiment file, or its default (``neuro.experiment.SCHEMA``)."""
+    return parse_toml(run.config, run.path).get(section, {}).get(key, SCHEMA[section][key][1])
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
@@ -139,72 +219,181 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _accuracy_figure(runs: list[Results], path: Path) -> str | None:
-    curves = {(f"{r.name}: " if len(runs) > 1 else "") + _label(c.name): c.accuracy_by_step
-              for r in runs for c in r.chips.values()}
+def _accuracy_figure(run: Results, path: Path) -> str | None:
+    curves = {_label(c.name): c.accuracy_by_step for c in run.chips.values()}
     if not curves:
         return None
-    ann = next((r.conversion["ann_accuracy"] for r in runs if r.conversion), None)
-    n = next(iter(c.n_images for r in runs for c in r.chips.values()))
+    ann = run.conversion["ann_accuracy"] if run.conversion else None
+    n = next(iter(c.n_images for c in run.chips.values()))
     plots.accuracy_vs_steps(curves, path, ann_accuracy=ann,
                             title=f"accuracy after each time step ({n} test images; emulated, modeled)")
     return path.name
 
 
-def _energy_figure(studies: list[_Study], path: Path) -> str:
-    """Energy per inference vs error rate, log-log; ranges as bars; published points marked."""
-    fig, ax = plt.subplots(figsize=(7.4, 5.0), dpi=120)
-    seen = set()
+@dataclass
+class EnergyPoint:
+    """What an energy figure draws for one platform: energy per inference at an accuracy."""
 
-    def point(v: Value, accuracy: float, acc_range, label: str, marker: str, offset=(5, 3)):
-        lo, hi = compare.bounds(v)
-        err = 100 * (1 - accuracy)
-        yerr = None if acc_range is None else [[err - 100 * (1 - acc_range[1])], [100 * (1 - acc_range[0]) - err]]
-        ax.errorbar([v.value], [err], xerr=[[v.value - lo], [hi - v.value]], yerr=yerr, fmt=marker,
-                    color=COLORS.get(v.provenance, "k"), ms=6, capsize=2, zorder=3,
-                    label=v.provenance if v.provenance not in seen else None)
-        seen.add(v.provenance)
-        ax.annotate(label, (v.value, err), textcoords="offset points", xytext=offset, fontsize=6,
-                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if offset != (5, 3) else None)
+    platform: str                              # a chip, a reference platform at one batch, a published system
+    energy: Value                              # J per inference, with its range and provenance
+    accuracy: float
+    interval: tuple[float, float] | None       # a chip's 95 % interval of accuracy; None for the rest
+    step: int | None = None                    # a chip's equal-accuracy step
+    n_images: int | None = None                # the images the accuracy is measured on (None: published)
 
-    for s in studies:
-        tag = f"{s.name}: " if len(studies) > 1 else ""
-        for row in s.rows:
-            if row.energy is not None and row.energy.value is not None:
-                point(row.energy, row.accuracy, row.interval, f"{tag}{_label(row.name)} (step {row.step})", "s")
-        if s.ann is not None:  # the references share one accuracy: labels fanned out below and above
-            for k, ref in enumerate(sorted(s.refs, key=lambda r: r.energy.value)):
-                offset = (-30, -(14 + 9 * (k // 2))) if k % 2 else (10, 14 + 9 * (k // 2))
-                point(ref.energy, s.ann, None, f"{tag}{ref.label}", "o", offset)
-    for p in published_points():
-        if p.accuracy is not None and p.energy_j is not None:
-            point(Value(p.energy_j, "J/image", PUBLISHED), p.accuracy, None, f"{p.system} ({p.task})", "^")
+    @property
+    def error(self) -> float:
+        """Error rate (%) where a log axis can show it: no error at all is drawn at half an image (50 / n %)."""
+        return 100 * (1 - self.accuracy) if self.accuracy < 1 or not self.n_images else 50 / self.n_images
+
+
+def energy_points(s: _Study) -> list[EnergyPoint]:
+    """The chips at their equal-accuracy step, then the ANN on each reference platform (cheapest first)."""
+    out = [EnergyPoint(_label(row.name), row.energy, row.accuracy, row.interval, row.step, row.run.n_images)
+           for row in s.rows if row.energy is not None and row.energy.value is not None]
+    if s.ann is not None:
+        out += [EnergyPoint(ref.label, ref.energy, s.ann, None, None, s.run.conversion["n_images"])
+                for ref in sorted(s.refs, key=lambda r: r.energy.value)]
+    return out
+
+
+def _published_energy_points() -> list[EnergyPoint]:
+    return [EnergyPoint(f"{p.system} ({p.task})", Value(p.energy_j, "J/image", PUBLISHED), p.accuracy, None)
+            for p in published_points() if p.accuracy is not None and p.energy_j is not None]
+
+
+def _errorbar(ax, pt: EnergyPoint, **style):
+    """``pt`` as error rate (%) against energy, with the energy's range and the accuracy's interval as bars."""
+    lo, hi = compare.bounds(pt.energy)
+    err = pt.error
+    yerr = None if pt.interval is None else [[err - 100 * (1 - pt.interval[1])], [100 * (1 - pt.interval[0]) - err]]
+    return ax.errorbar([pt.energy.value], [err], xerr=[[pt.energy.value - lo], [hi - pt.energy.value]], yerr=yerr,
+                       ms=6, capsize=2, zorder=3, **style)
+
+
+def _energy_axes(ax, title: str, x_room: float, points: list[EnergyPoint]) -> None:
+    """Log-log axes of error rate against energy, with room for the labels; says where no error was drawn."""
+    if any(pt.accuracy == 1 and pt.n_images for pt in points):
+        ax.text(0.01, 0.01, "no error on all n images: drawn at 50 / n % (half an image)", transform=ax.transAxes,
+                fontsize=6, color="0.3")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("energy per inference (J, log scale)")
     ax.set_ylabel("error rate (%, log scale) = 100 - accuracy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper right", fontsize=7, title="provenance", title_fontsize=7)
-    ax.set_title("energy per inference vs error: chips at equal accuracy, the ANN on CPUs and GPUs\n"
-                 "(bars: low-high range of modeled/estimated energy, 95 % interval of accuracy)", fontsize=8)
+    ax.set_title(title, fontsize=8)
     lo, hi = ax.get_xlim()
-    ax.set_xlim(lo, hi * 30)  # room for the labels
+    ax.set_xlim(lo, hi * x_room)
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo / 4, hi * 2)
+
+
+def _energy_figure(s: _Study, path: Path) -> str:
+    """Energy per inference vs error rate, log-log; ranges as bars; published points marked."""
+    fig, ax = plt.subplots(figsize=(7.4, 5.0), dpi=120)
+    seen = set()
+
+    def point(pt: EnergyPoint, label: str, marker: str, offset=(5, 3)):
+        v = pt.energy
+        _errorbar(ax, pt, fmt=marker, color=COLORS.get(v.provenance, "k"),
+                  label=v.provenance if v.provenance not in seen else None)
+        seen.add(v.provenance)
+        ax.annotate(label, (v.value, pt.error), textcoords="offset points", xytext=offset, fontsize=6,
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if offset != (5, 3) else None)
+
+    refs = 0  # the references share one accuracy: labels fanned out below and above
+    points = energy_points(s)
+    for pt in points:
+        if pt.interval is not None:
+            point(pt, f"{pt.platform} (step {pt.step})", "s")
+            continue
+        offset = (-30, -(14 + 9 * (refs // 2))) if refs % 2 else (10, 14 + 9 * (refs // 2))
+        point(pt, pt.platform, "o", offset)
+        refs += 1
+    for pt in _published_energy_points():
+        point(pt, pt.platform, "^")
+    ax.legend(loc="upper right", fontsize=7, title="provenance", title_fontsize=7)
+    _energy_axes(ax, "energy per inference vs error: chips at equal accuracy, the ANN on CPUs and GPUs\n"
+                     "(bars: low-high range of modeled/estimated energy, 95 % interval of accuracy)", 30, points)
     return _save(fig, path)
 
 
-def _fps_figure(studies: list[_Study], path: Path) -> str:
+#: The combined figure: a marker per platform (with a colour of tab20), a fill and error-bar style per results file.
+PLATFORM_MARKERS = "sDo^v<>PXph*d"
+FILE_STYLES = (("full", "-"), ("none", "--"), ("left", ":"), ("bottom", "-."), ("right", (0, (5, 1))),
+               ("top", (0, (1, 3))))
+
+
+def study_labels(studies: list[_Study]) -> list[str]:
+    """Each results file's name in the combined figure: its dataset, with the experiment and, if need be, the
+    file where two share a dataset."""
+    def unique(labels):
+        return [label for label in labels if labels.count(label) > 1]
+
+    labels = [s.dataset_title for s in studies]
+    labels = [f"{label}: {s.name}" if label in unique(labels) else label for label, s in zip(labels, studies)]
+    return [f"{label} ({s.run.path})" if label in unique(labels) else label for label, s in zip(labels, studies)]
+
+
+def combined_energy_points(studies: list[_Study]) -> dict[str, list[EnergyPoint]]:
+    """Every results file's energy points (``energy_points``) under its label (``study_labels``)."""
+    return {label: energy_points(s) for label, s in zip(study_labels(studies), studies)}
+
+
+def _platform_key(pt: EnergyPoint) -> str:
+    """A platform and the provenance of its energy: one colour and marker in the combined figure."""
+    provenance = f"({pt.energy.provenance})"
+    chip = " at equal accuracy" if pt.interval is not None else ""
+    return pt.platform + chip + ("" if pt.platform.endswith(provenance) else f" {provenance}")
+
+
+def _combined_energy_figure(studies: list[_Study], path: Path) -> str:
+    """Energy per inference vs error rate of every results file in one log-log figure (``combined_energy_points``),
+    the published points in grey."""
+    from matplotlib.lines import Line2D
+
+    points = combined_energy_points(studies)
+    platforms = list(dict.fromkeys(_platform_key(pt) for pts in points.values() for pt in pts))
+    colours = plt.get_cmap("tab20")
+    style = {key: (colours(i % 20), PLATFORM_MARKERS[i % len(PLATFORM_MARKERS)]) for i, key in enumerate(platforms)}
+    files = {label: FILE_STYLES[i % len(FILE_STYLES)] for i, label in enumerate(points)}
+    fig, ax = plt.subplots(figsize=(10.5, 6.0), dpi=120)
+    for label, pts in points.items():
+        fill, line = files[label]
+        for pt in pts:
+            colour, marker = style[_platform_key(pt)]
+            bars = _errorbar(ax, pt, fmt=marker, color=colour, fillstyle=fill, markeredgewidth=1.2)
+            for collection in bars[2]:
+                collection.set_linestyle(line)
+    for pt in _published_energy_points():
+        _errorbar(ax, pt, fmt="^", color=COLORS[PUBLISHED])
+        ax.annotate(pt.platform, (pt.energy.value, pt.error), textcoords="offset points",
+                    xytext=(5, 3), fontsize=5, color="0.35")
+    platform_legend = ax.legend(
+        [Line2D([], [], ls="", marker=m, color=c) for c, m in style.values()] +
+        [Line2D([], [], ls="", marker="^", color=COLORS[PUBLISHED])],
+        platforms + ["published (other networks)"], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6,
+        title="platform (provenance of its energy)", title_fontsize=7)
+    ax.add_artist(platform_legend)
+    ax.legend([Line2D([], [], color="k", ls=line, marker="o", fillstyle=fill) for fill, line in files.values()],
+              list(files), loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=7, title="results file",
+              title_fontsize=7)
+    _energy_axes(ax, "energy per inference vs error, every results file: chips at equal accuracy, the ANN on CPUs "
+                     "and GPUs\n(bars: low-high range of modeled/estimated energy, 95 % interval of accuracy)", 3,
+                 [pt for pts in points.values() for pt in pts])
+    return _save(fig, path)
+
+
+def _fps_figure(s: _Study, path: Path) -> str:
     bars = []  # (label, point, low, high, provenance)
-    for s in studies:
-        for row in s.rows:
-            if row.frames_per_second is not None:
-                v = row.frames_per_second
-                bars.append((f"{s.name}: {_label(row.name)} at equal accuracy", v.value, *compare.bounds(v),
-                             v.provenance))
-        for ref in s.refs:
-            v = ref.images_per_s
-            bars.append((f"{s.name}: {ref.label}", v.value, *compare.bounds(v), v.provenance))
+    for row in s.rows:
+        if row.frames_per_second is not None:
+            v = row.frames_per_second
+            bars.append((f"{s.name}: {_label(row.name)} at equal accuracy", v.value, *compare.bounds(v),
+                         v.provenance))
+    for ref in s.refs:
+        v = ref.images_per_s
+        bars.append((f"{s.name}: {ref.label}", v.value, *compare.bounds(v), v.provenance))
     for p in published_points():
         if p.fps is not None:
             bars.append((f"{p.system}: {p.task}"[:70], (p.fps[0] + p.fps[1]) / 2, *p.fps, PUBLISHED))
@@ -231,28 +420,57 @@ def _fps_figure(studies: list[_Study], path: Path) -> str:
 
 # --- markdown --------------------------------------------------------------------------------------------
 
+INTRO = ["# Neuromorphic chips vs CPU and GPU: report", "",
+         "Provenance of every number: **measured** (in the run named), **recorded** (measured earlier, "
+         "read from a file), **modeled** (a chip model applied to the emulator's activity counts), "
+         "**estimated** (a formula over published device figures, `docs/estimates.md`), **published** (from a "
+         "paper or benchmark, never measured here). Modeled and estimated numbers carry their low-high range "
+         "in brackets, measured means their standard deviation over repeats; two significant figures.", ""]
+
+
 def _markdown(studies: list[_Study], figures: dict) -> list[str]:
-    lines = ["# Neuromorphic chips vs CPU and GPU: report", "",
-             "Provenance of every number: **measured** (in the run named), **recorded** (measured earlier, "
-             "read from a file), **modeled** (a chip model applied to the emulator's activity counts), "
-             "**estimated** (a formula over published device figures, `docs/estimates.md`), **published** (from a "
-             "paper or benchmark, never measured here). Modeled and estimated numbers carry their low-high range "
-             "in brackets, measured means their standard deviation over repeats; two significant figures.", ""]
-    runs = [s.run for s in studies]
-    lines += _runs_section(runs)
-    lines += _accuracy_section(studies, figures["accuracy"])
+    """The report of one results file."""
+    return INTRO + [line for s in studies for line in s.data_note()] + _body(studies, figures)
+
+
+def _body(studies: list[_Study], figures: dict, published: bool = True) -> list[str]:
+    """Every section of a report on ``studies`` (the published points only if ``published``)."""
+    notes = [line for s in studies for line in s.figure_note()]
+    lines = _runs_section([s.run for s in studies])
+    lines += _accuracy_section(studies, figures["accuracy"], notes)
     lines += _baselines_section(studies)
     lines += ["## Energy per inference vs accuracy", "", f"![energy per inference vs accuracy]({figures['energy']})",
               "", "Chips at their equal-accuracy step (error bars: the cost model's range and the accuracy's 95 % "
               "interval); the ANN on each reference platform at its accuracy; published points with an accuracy "
-              "(triangles) come from other networks.", ""]
-    lines += ["## Frames per second", "", f"![frames per second]({figures['fps']})", ""]
+              "(triangles) come from other networks.", ""] + notes
+    lines += ["## Frames per second", "", f"![frames per second]({figures['fps']})", ""] + notes
     lines += _gap_section(studies)
     lines += _fixed_t_section(studies)
     lines += _chip_models_section(studies)
-    lines += _published_section()
+    lines += _published_section() if published else []
     lines += _verdict(studies)
     return lines
+
+
+def _multi_markdown(studies: list[_Study], figures: list[dict], combined: str) -> list[str]:
+    """The report of several results files: the overall verdict, the combined figure, then one section per file
+    (a one-file report one heading level down, less the published points, which close the report once)."""
+    lines = INTRO + ["## Overall verdict (generated from the sections below)", "",
+                     "Per results file, the headline claims where a chip reaches the ANN's accuracy (each section's "
+                     "verdict has the ranges, the reference platforms and the caveats):", ""]
+    lines += [f"- **{s.title}**. {_in_short(s)}" + (f" {s.short_note}" if s.short_note else "") for s in studies]
+    lines += ["", "## Energy per inference vs accuracy, every results file", "",
+              f"![energy per inference vs accuracy, every results file]({combined})", "",
+              "Each platform one colour and marker, each results file one fill and error-bar style (legends); chips at "
+              "their equal-accuracy step (a chip that never gets there has no point: its section says why), the ANN "
+              "on each reference platform at its accuracy; bars: the low-high range of modeled and estimated energy "
+              "and the 95 % interval of the chips' accuracy; published points (grey triangles) come from other "
+              "networks.", ""]
+    lines += [line for s in studies for line in s.figure_note()]
+    for s, section_figures in zip(studies, figures):
+        lines += [f"## {s.title}", ""] + s.data_note()
+        lines += [("#" + line if line.startswith("#") else line) for line in _body([s], section_figures, False)]
+    return lines + _published_section()
 
 
 def _runs_section(runs: list[Results]) -> list[str]:
@@ -266,11 +484,11 @@ def _runs_section(runs: list[Results]) -> list[str]:
     return lines + [""]
 
 
-def _accuracy_section(studies: list[_Study], figure: str | None) -> list[str]:
+def _accuracy_section(studies: list[_Study], figure: str | None, notes: list[str]) -> list[str]:
     lines = ["## Accuracy vs time step", ""]
     if figure is None:
         return lines + ["No emulation in these results.", ""]
-    lines += [f"![accuracy vs time step]({figure})", ""]
+    lines += [f"![accuracy vs time step]({figure})", ""] + notes
     for s in studies:
         r = s.run
         if not r.chips:
@@ -375,7 +593,7 @@ def _gap_section(studies: list[_Study]) -> list[str]:
 
 
 def _tolerance(run: Results) -> float:
-    return float(parse_toml(run.config, run.path).get("report", {}).get("tolerance", 0.5))
+    return float(_setting(run, "report", "tolerance"))
 
 
 def _fixed_t_section(studies: list[_Study]) -> list[str]:
@@ -439,15 +657,12 @@ def _verdict(studies: list[_Study]) -> list[str]:
     for s in studies:
         lines += [f"### {s.name}", ""]
         gpus, cpus = _pick(s.refs, "gpu"), _pick(s.refs, "cpu")
-        reached = [row for row in s.rows if row.name != "float" and row.step]
-        lines += ["In short: " + " ".join(_summary(row, gpus) for row in reached) if reached else
-                  "In short: no chip reaches the ANN's accuracy in this run, so no ratio is stated.", ""]
+        lines += [_in_short(s), ""]
         for row in s.rows:
             if row.name == "float":
                 continue
             if row.step is None:
-                lines.append(f"- **{row.name}** does not reach the ANN's accuracy within {row.run.timesteps} steps "
-                             f"({row.reach}): no ratio is stated for it.")
+                lines.append(f"- **{row.name}**, equal accuracy: {row.reach}; no ratio is stated for it.")
                 continue
             lines.append(f"- **{row.name}** at equal accuracy ({_accuracy(row)}): {fmt(row.energy, 'J')} per image, "
                          f"{fmt(row.frames_per_second)} frames/s, latency {fmt(row.latency, 's')}, "
@@ -469,6 +684,14 @@ def _verdict(studies: list[_Study]) -> list[str]:
               "time while CPU and GPU throughput grows with the batch (batch 1 is the fair latency comparison, the "
               "best batch the fair throughput one).", ""]
     return lines
+
+
+def _in_short(s: _Study) -> str:
+    """One line: the headline claims for each chip that reaches the ANN's accuracy, or that none does."""
+    reached = [row for row in s.rows if row.name != "float" and row.step]
+    if not reached:
+        return "In short: no chip reaches the ANN's accuracy in this run, so no ratio is stated."
+    return "In short: " + " ".join(_summary(row, _pick(s.refs, "gpu")) for row in reached)
 
 
 def _pick(refs: list[Reference], kind: str) -> list[Reference]:
@@ -585,8 +808,10 @@ def _power_claim(r: Value) -> str:
 def add_parser(subparsers) -> None:
     """The ``neuro report`` subcommand."""
     p = subparsers.add_parser("report", help="write the markdown report and figures from results files",
-                              description="Write report.md and its PNG figures from one or more results files.")
-    p.add_argument("results", nargs="+", help="results files written by `neuro run`")
+                              description="Write report.md and its PNG figures from one or more results files: "
+                                          "several make one report, a section per file (e.g. MNIST and CIFAR-10) "
+                                          "and one energy-vs-accuracy figure of them all.")
+    p.add_argument("results", nargs="+", help="results files written by `neuro run`, each once")
     p.add_argument("-o", "--output", required=True, help="folder for report.md and the figures")
 
 

@@ -60,3 +60,11 @@ def test_numbers_print_with_range_prefix_and_provenance():
         "610 (110-3,600) uJ (modeled)"
     assert report.fmt(Value(23342.0, "images/s", "measured", std=940.0)) == "23,000 ± 940 (measured)"
     assert report.fmt(Value(None, "J/image", "not measurable here", "no RAPL")) == "not measurable here: no RAPL"
+
+
+def test_energy_figures_draw_no_error_at_half_an_image():
+    """A log axis cannot show 0 % error: with every one of n images right the point sits at 50 / n %."""
+    energy = Value(1e-3, "J/image", "modeled")
+    assert report.EnergyPoint("loihi", energy, 0.9, None, n_images=100).error == pytest.approx(10.0)
+    assert report.EnergyPoint("loihi", energy, 1.0, None, n_images=100).error == 0.5
+    assert report.EnergyPoint("published", energy, 1.0, None).error == 0.0
