@@ -1,0 +1,78 @@
+"""numba's ``njit``, imported on a kernel's first call instead of at import: ``neuro --help`` and ``neuro chips``
+import the kernels' modules but never run a kernel, and importing numba costs about 0.25 s (docs/results.md).
+
+``@njit(...)`` returns a ``LazyKernel``; its first call imports numba, swaps every ``LazyKernel`` in its module's
+globals (and in the modules and kernels those name) for the real numba dispatcher, so that numba, compiling one
+kernel, finds the dispatchers of the kernels it calls, and then calls the dispatcher.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+
+def njit(**options):
+    """Decorator: ``numba.njit(**options)``, applied on the first call."""
+    return lambda func: LazyKernel(func, options)
+
+
+class LazyKernel:
+    """A numba kernel not yet handed to numba; calls and attributes go to the dispatcher, made on first use."""
+
+    dispatcher = None   # also when ``__init__`` has not run (copy, pickle): ``__getattr__`` must not recurse
+
+    def __init__(self, func, options: dict):
+        self.py_func = func
+        self.options = options
+        self.dispatcher = None
+        self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
+        self.__doc__ = func.__doc__
+        self.__module__ = func.__module__
+
+    def __call__(self, *args):
+        return (self.dispatcher or self.load())(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher or self.load(), name)
+
+    def load(self):
+        """The numba dispatcher, after swapping it and its fellow kernels into their modules' globals."""
+        if self.dispatcher is None:
+            _swap(self.py_func.__globals__, set())
+        return self.dispatcher
+
+    def _make(self):
+        if self.dispatcher is None:
+            import numba
+
+            self.dispatcher = numba.njit(**self.options)(self.py_func)
+        return self.dispatcher
+
+
+def _swap(namespace: dict, seen: set) -> None:
+    """Replace every ``LazyKernel`` in ``namespace`` by its dispatcher, following the modules and kernels it names
+    (numba resolves a kernel's callees from its globals when it compiles it)."""
+    if id(namespace) in seen:
+        return
+    seen.add(id(namespace))
+    if namespace.get("prange") is prange:
+        import numba
+
+        namespace["prange"] = numba.prange
+    for name, value in list(namespace.items()):
+        if isinstance(value, LazyKernel):
+            namespace[name] = value._make()
+            _swap(value.py_func.__globals__, seen)
+        elif isinstance(value, types.ModuleType) and value.__name__ in sys.modules and _has_kernels(value):
+            _swap(vars(value), seen)
+
+
+def _has_kernels(module: types.ModuleType) -> bool:
+    return any(isinstance(v, LazyKernel) for v in vars(module).values())
+
+
+def prange(*args):
+    """``numba.prange`` in a kernel (swapped in with the kernels); plain ``range`` if called from Python."""
+    return range(*args)
