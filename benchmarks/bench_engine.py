@@ -27,6 +27,7 @@ import os
 import pstats
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from neuro import ann, datasets, graph, kernels
 from neuro.convert import convert
 from neuro.encode import to_channel_last
+from neuro.jit import LazyKernel
 from neuro.sim import Engine, LayerCounts, SynapseStage
 
 MODEL = Path(__file__).resolve().parents[1] / "experiments" / "models" / "mnist_cnn.onnx"
@@ -85,6 +87,7 @@ def load_kernels(path: str) -> dict:
     """The kernels of another version of neuro/kernels.py that the current module also has, by name."""
     spec = importlib.util.spec_from_file_location("baseline_kernels", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # numba's kernel cache finds a kernel's module by name
     spec.loader.exec_module(module)
     return {name: getattr(module, name) for name, value in vars(kernels).items()
             if hasattr(value, "py_func") and hasattr(getattr(module, name, None), "py_func")}
@@ -104,13 +107,15 @@ def swapped_kernels(replacements: dict):
 def profile(snn, images, labels, args, replacements: dict) -> list[dict]:
     """The step engine on one thread under cProfile (its own time per function, largest first); each kernel is
     wrapped in a Python function of its own name so that cProfile sees it."""
-    chosen = replacements or {name: k for name, k in vars(kernels).items() if hasattr(k, "py_func")}
+    chosen = replacements or {name: k.load() if isinstance(k, LazyKernel) else k
+                              for name, k in vars(kernels).items() if hasattr(k, "py_func")}
     wrapped = {name: functools.wraps(k.py_func)(lambda *a, _k=k: _k(*a)) for name, k in chosen.items()}
-    engine = Engine(snn, threads=1)
+    engine, profiler = Engine(snn, threads=1), cProfile.Profile()
     with swapped_kernels(wrapped):
         engine.run(images, labels, 2, encoding=args.encoding, progress=False)  # compile
-        profiler = cProfile.Profile()
-        profiler.runcall(engine.run, images, labels, args.timesteps, encoding=args.encoding, progress=False)
+        run_slice = engine._run_slice   # the engine's one worker thread runs this: profile it there
+        engine._run_slice = lambda *a: profiler.runcall(run_slice, *a)
+        engine.run(images, labels, args.timesteps, encoding=args.encoding, progress=False)
     stats = pstats.Stats(profiler).stats
     total = sum(tottime for _, _, tottime, _, _ in stats.values())
     rows = sorted(((tottime, f"{Path(file).name}:{name}" if file != "~" else name)

@@ -41,7 +41,7 @@ class LazyKernel:
         """The numba dispatcher, after swapping it and its fellow kernels into their modules' globals."""
         if self.dispatcher is None:
             _swap(self.py_func.__globals__, set())
-        return self.dispatcher
+        return self._make()   # also when its module no longer holds it (a benchmark swapped it out)
 
     def _make(self):
         if self.dispatcher is None:
