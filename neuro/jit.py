@@ -8,8 +8,10 @@ kernel, finds the dispatchers of the kernels it calls, and then calls the dispat
 
 from __future__ import annotations
 
-import sys
+import threading
 import types
+
+_LOCK = threading.RLock()   # the engine's threads may call their first kernels at the same time
 
 
 def njit(**options):
@@ -39,9 +41,10 @@ class LazyKernel:
 
     def load(self):
         """The numba dispatcher, after swapping it and its fellow kernels into their modules' globals."""
-        if self.dispatcher is None:
-            _swap(self.py_func.__globals__, set())
-        return self._make()   # also when its module no longer holds it (a benchmark swapped it out)
+        with _LOCK:
+            if self.dispatcher is None:
+                _swap(self.py_func.__globals__, set())
+            return self._make()   # also when its module no longer holds it (a benchmark swapped it out)
 
     def _make(self):
         if self.dispatcher is None:
@@ -57,22 +60,13 @@ def _swap(namespace: dict, seen: set) -> None:
     if id(namespace) in seen:
         return
     seen.add(id(namespace))
-    if namespace.get("prange") is prange:
-        import numba
-
-        namespace["prange"] = numba.prange
     for name, value in list(namespace.items()):
         if isinstance(value, LazyKernel):
             namespace[name] = value._make()
             _swap(value.py_func.__globals__, seen)
-        elif isinstance(value, types.ModuleType) and value.__name__ in sys.modules and _has_kernels(value):
+        elif isinstance(value, types.ModuleType) and _has_kernels(value):
             _swap(vars(value), seen)
 
 
 def _has_kernels(module: types.ModuleType) -> bool:
     return any(isinstance(v, LazyKernel) for v in vars(module).values())
-
-
-def prange(*args):
-    """``numba.prange`` in a kernel (swapped in with the kernels); plain ``range`` if called from Python."""
-    return range(*args)
