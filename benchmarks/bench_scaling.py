@@ -99,7 +99,8 @@ def sweep(quick: bool = False, repeats: int = 3) -> dict:
     snn, x, y, _ = nets["MNIST CNN"]
     engine = Engine(snn)
     engine.run(x[:4], y[:4], 2, progress=False)  # compile the kernels
-    by_batch = [point(engine, x[:max(b, 64)], y[:max(b, 64)], 16, b, repeats) for b in (BATCHES[:4] if quick else BATCHES)]
+    by_batch = [point(engine, x[:max(b, 64)], y[:max(b, 64)], 16, b, repeats)
+                for b in (BATCHES[:4] if quick else BATCHES)]
     by_steps = [point(engine, x[:64], y[:64], t, 64, repeats) for t in (STEPS[:4] if quick else STEPS)]
     by_network = []
     for name, (snn, x, y, weights) in nets.items():

@@ -20,9 +20,8 @@ def njit(**options):
 
 
 class LazyKernel:
-    """A numba kernel not yet handed to numba; calls and attributes go to the dispatcher, made on first use."""
-
-    dispatcher = None   # also when ``__init__`` has not run (copy, pickle): ``__getattr__`` must not recurse
+    """A numba kernel not yet handed to numba; a call goes to the dispatcher, made on the first one (looking at
+    its attributes does not import numba: pytest's collection, for one, probes them)."""
 
     def __init__(self, func, options: dict):
         self.py_func = func
@@ -35,9 +34,6 @@ class LazyKernel:
 
     def __call__(self, *args):
         return (self.dispatcher or self.load())(*args)
-
-    def __getattr__(self, name):
-        return getattr(self.dispatcher or self.load(), name)
 
     def load(self):
         """The numba dispatcher, after swapping it and its fellow kernels into their modules' globals."""
