@@ -10,10 +10,10 @@ Loihi 2 (``chips.loihi2``) both take their weights through it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from neuro import graph
 from neuro.errors import NeuroError
+from neuro.jit import njit
 
 WEIGHT_BITS = 8                      # weights clipped to 8 bits + sign (Lava clip_weights(num_bits=8))
 WEIGHT_MIN, WEIGHT_MAX = -(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1

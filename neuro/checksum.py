@@ -8,15 +8,20 @@ changes it. Groups written before digests existed have no ``sha256`` attribute a
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
 
 ATTR = "sha256"
 
 
 def digest(group: h5py.Group) -> str:
     """The sha256 of ``group``'s content (its own ``sha256`` attribute left out)."""
+    import h5py   # here, not at import: `neuro chips` imports this module (via neuro.snn) and stays fast
+
     h = hashlib.sha256()
     _hash_attrs(h, group, skip=ATTR)
     names = []

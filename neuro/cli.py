@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -12,8 +13,12 @@ from pathlib import Path
 import numpy as np
 
 import chips
-from neuro import experiment, report, sweep
 from neuro.errors import NeuroError, Terminated, os_error
+
+# commands whose parser and function live in their own module: imported only when that command runs or the full
+# list is printed, so `neuro chips` and `neuro simulate` do not import the report's plotting or the baselines
+MODULE_COMMANDS = {"run": ("neuro.experiment", "cmd_run"), "report": ("neuro.report", "cmd_report"),
+                   "sweep": ("neuro.sweep", "cmd_sweep"), "sweep-report": ("neuro.sweep", "cmd_sweep_report")}
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
@@ -24,7 +29,8 @@ def int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers like 1,28,28") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; for ``command`` "convert", "simulate" or "chips" without the other modules' commands."""
     p = argparse.ArgumentParser(prog="neuro", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error or interruption")
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,10 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("chips", help="list the chip models and their key limits",
                    description="List the registered chip models and their key limits.")
-    experiment.add_parser(sub)
-    report.add_parser(sub)
-    sweep.add_parser(sub)
+    if command not in ("convert", "simulate", "chips"):
+        for module in dict.fromkeys(m for m, _ in MODULE_COMMANDS.values()):
+            importlib.import_module(module).add_parser(sub)
     return p
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word not an option: the top level takes only flags)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def cmd_convert(args) -> None:
@@ -205,11 +216,13 @@ def format_table(result, ann_accuracy, seconds: float) -> str:
 def main(argv=None) -> int:
     """Run one command. Mistakes and OS failures print one ``error:`` line (status 2); SIGINT and SIGTERM print
     one line (status 130, 143); ``--debug`` shows the traceback instead."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips,
-                "run": experiment.cmd_run, "report": report.cmd_report,
-                "sweep": sweep.cmd_sweep, "sweep-report": sweep.cmd_sweep_report}
+    commands = {"convert": cmd_convert, "simulate": cmd_simulate, "chips": cmd_chips}
+    if args.command in MODULE_COMMANDS:
+        module, name = MODULE_COMMANDS[args.command]
+        commands[args.command] = getattr(importlib.import_module(module), name)
     try:
         commands[args.command](args)
     except (NeuroError, OSError) as e:

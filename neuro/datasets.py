@@ -36,7 +36,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neuro import imagefolder
 from neuro.atomic import atomic_path
@@ -290,6 +289,8 @@ def _fetch(url: str, dest: Path, verify) -> Path:
 
 def _copy_with_progress(response, out, label: str) -> None:
     """Copy an HTTP response body to ``out`` with a tqdm bar; a short body is a ValueError."""
+    from tqdm import tqdm   # here, not at import: `neuro --help` imports this module
+
     total = int(response.headers.get("Content-Length") or 0) or None
     received = 0
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False) as bar:

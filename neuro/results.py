@@ -26,8 +26,8 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from neuro import checksum, graph
@@ -36,6 +36,9 @@ from neuro.baselines.results import Baselines, Value
 from neuro.errors import NeuroError
 from neuro.sim import LAYER_COUNT_FIELDS, LayerCounts, SimResult
 from neuro.snn import _SNN_TYPES, SNN, _read_list, _write_list
+
+if TYPE_CHECKING:
+    import h5py
 
 FORMAT = "neuro-results"
 FORMAT_VERSION = 1
@@ -95,6 +98,8 @@ def add_part(path, part: str, write) -> None:
         with atomic_path(path) as tmp:
             if path.exists():
                 shutil.copyfile(path, tmp)
+            import h5py
+
             with h5py.File(tmp, "a") as f:
                 f.attrs.update(format=FORMAT, version=FORMAT_VERSION)
                 if part in f:
@@ -143,7 +148,7 @@ def write_chip(g: h5py.Group, run: ChipRun) -> None:
     if run.counts_by_step is not None:
         g.create_dataset("counts_by_step", data=run.counts_by_step)
     layers = g.create_group("layers")
-    layers.create_dataset("name", data=[c.name for c in run.layers], dtype=h5py.string_dtype())
+    layers.create_dataset("name", data=[c.name for c in run.layers], dtype=_string_dtype())
     for f in ("neurons", *LAYER_COUNT_FIELDS):
         layers.create_dataset(f, data=np.array([getattr(c, f) for c in run.layers], np.float64))
 
@@ -153,7 +158,13 @@ def write_baselines(g: h5py.Group, runs: list[BaselineRun]) -> None:
 
 
 def _text(g: h5py.Group, name: str, text: str) -> None:
-    g.create_dataset(name, data=text, dtype=h5py.string_dtype())
+    g.create_dataset(name, data=text, dtype=_string_dtype())
+
+
+def _string_dtype():
+    import h5py   # here, not at import: `neuro --help` imports this module
+
+    return h5py.string_dtype()
 
 
 # --- reading ----------------------------------------------------------------------------------------------
@@ -282,6 +293,8 @@ def _open(path):
     path = Path(path)
     if not path.is_file():
         raise NeuroError(f"results file {path} does not exist: write it with `neuro run CONFIG.toml -o DIR`")
+    import h5py
+
     try:
         f = h5py.File(path, "r")
     except OSError as e:

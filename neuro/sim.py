@@ -30,8 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from neuro import encode, graph, kernels
 from neuro.errors import NeuroError
@@ -417,6 +415,9 @@ class Engine:
         by_step = np.zeros((len(self.workers), timesteps, len(self.names), len(LAYER_COUNT_FIELDS)))
         correct = np.zeros((len(self.workers), timesteps), np.int64)
         predictions = np.zeros(n, np.int64)
+        from threadpoolctl import threadpool_limits   # here, not at import: `neuro chips` stays fast
+        from tqdm.auto import tqdm
+
         bar = tqdm(total=n * timesteps, unit="img-step", disable=not progress, leave=False, desc=f"simulate T={timesteps}")
 
         def work(w: int, rows: slice):

@@ -21,13 +21,16 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from neuro import checksum, graph
 from neuro.atomic import atomic_path
 from neuro.errors import NeuroError
+
+if TYPE_CHECKING:
+    import h5py
 
 FORMAT = "neuro-snn"
 FORMAT_VERSION = 1
@@ -130,6 +133,8 @@ def _write_obj(group: h5py.Group, obj) -> None:
 
 
 def _read_obj(group: h5py.Group, types: dict):
+    import h5py
+
     cls = types.get(group.attrs["type"])
     if cls is None:
         raise NeuroError(f"unknown layer type {group.attrs['type']!r} in {group.file.filename}: "
@@ -152,6 +157,8 @@ def _read_list(group: h5py.Group, types: dict) -> list:
 @contextlib.contextmanager
 def atomic_h5(path):
     """Open a new HDF5 file that appears at ``path`` only once it is completely written."""
+    import h5py   # here, not at import: `neuro chips` imports this module and stays fast
+
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         yield f
 
@@ -174,6 +181,8 @@ def load(path) -> SNN:
     path = Path(path)
     if not path.is_file():
         raise NeuroError(f"SNN file {path} does not exist: create it with `neuro convert MODEL -o {path}`")
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:

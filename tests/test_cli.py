@@ -70,6 +70,26 @@ def test_console_script_help():
         assert flag in out
 
 
+HEAVY = ("numba", "llvmlite", "torch", "onnx", "onnxruntime", "matplotlib", "h5py", "scipy", "dask", "pandas", "tqdm")
+
+
+@pytest.mark.parametrize("args", [["chips"], ["simulate", "--help"], ["convert", "--help"]])
+def test_start_up_imports_no_heavy_library(args):
+    """The durable form of the start-up goal (under 0.5 s): these commands import none of the heavy libraries
+    (numba kernels compile on first call, neuro.jit; h5py, onnx, tqdm where used)."""
+    code = (f"import sys; from neuro.cli import main\ntry: main({args!r})\nexcept SystemExit: pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
+def test_every_command_is_listed():
+    out = subprocess.run([sys.executable, "-m", "neuro.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("convert", "simulate", "chips", "run", "report", "sweep", "sweep-report"):
+        assert command in out
+
+
 def test_simulate_on_loihi_adds_the_chip_cost(snn_file, capsys):
     capsys.readouterr()
     assert main(["simulate", str(snn_file), "--n", "16", "--timesteps", "8", "--encoding", "rate", "--chip", "loihi",

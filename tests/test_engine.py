@@ -36,6 +36,38 @@ def test_conv_paths_match_reference(cin, cout, k, s, p, g):
         np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 3, 0)])
+def test_avg_pool_sums_each_window_in_order(k, s, p):
+    """Bit for bit the sum from 0 over the window's taps in (ky, kx) order, times 1/(kh*kw), padding skipped."""
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 5, 9, 9)).astype(np.float32)
+    pool = graph.AvgPool2d(k, s, p)
+    (_, oh, ow) = pool.output_shape((5, 9, 9))
+    out = np.empty((3, oh * ow * 5), np.float32)
+    kernels.avg_pool(to_channel_last(x), out, 9, 9, 5, oh, ow, k, k, s, s, p, p)
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    ref = np.zeros((3, 5, oh, ow), np.float32)
+    for ky in range(k):
+        for kx in range(k):
+            ref += padded[:, :, ky:ky + s * (oh - 1) + 1:s, kx:kx + s * (ow - 1) + 1:s]
+    ref *= np.float32(1 / (k * k))
+    np.testing.assert_array_equal(out, to_channel_last(ref))
+    np.testing.assert_allclose(out, to_channel_last(pool.forward(x)), rtol=1e-6)
+
+
+def test_im2col_copies_each_window():
+    rng = np.random.default_rng(4)
+    for (c, h, k, s, p) in [(3, 7, 3, 1, 1), (1, 8, 5, 1, 0), (4, 9, 3, 2, 2), (2, 5, 5, 1, 2)]:
+        x = rng.random((2, c, h, h)).astype(np.float32)
+        o = (h + 2 * p - k) // s + 1
+        cols = np.full((2 * o * o, k * k * c), np.nan, np.float32)
+        kernels.im2col(to_channel_last(x), cols, h, h, c, o, o, k, k, s, s, p, p)
+        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))).transpose(0, 2, 3, 1)  # (b, y, x, c)
+        ref = np.stack([padded[:, oy * s:oy * s + k, ox * s:ox * s + k].reshape(2, -1)
+                        for oy in range(o) for ox in range(o)], axis=1).reshape(2 * o * o, -1)
+        np.testing.assert_array_equal(cols, ref)
+
+
 def test_dense_paths_match_reference():
     rng = np.random.default_rng(2)
     dense = graph.Dense(rng.normal(size=(5, 7)), rng.normal(size=5))

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from chips.lava_dense import (FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, WEIGHT_BITS,  # noqa: F401
                               WEIGHT_MAX, WEIGHT_MIN, quantize_weights, sign_mode)  # re-exported by chips.loihi
@@ -33,6 +32,7 @@ from chips.lava_dense import integer as _as_scalar, integers as _as_int, per_neu
 from neuro import graph
 from neuro.encode import Playback
 from neuro.errors import NeuroError
+from neuro.jit import njit
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
 

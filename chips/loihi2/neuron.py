@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from chips.api import Backend, NeuronModel
 from chips.lava_dense import FLOAT32_EXACT, NUM_WEIGHT_BITS_MAX, NUM_WEIGHT_BITS_MIN, quantize_weights
@@ -41,6 +40,7 @@ from chips.lava_dense import integer as _scalar, integers as _as_int
 from neuro import graph
 from neuro.encode import Playback
 from neuro.errors import NeuroError
+from neuro.jit import njit
 from neuro.sim import Engine
 from neuro.snn import SNN, Neurons, Synapses
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit, prange
+from numba import prange   # numba at import is fine here: `neuro chips` does not import this module
 from tqdm.auto import tqdm
 
 from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, MESH_SIDE, THRESHOLD_MAX,
                                   CoreConfig, core_update, mesh_hops, seed_state)
 from chips.truenorth.cost_model import TICK_HZ
 from neuro.errors import NeuroError
+from neuro.jit import njit
 
 DELAY_MIN, DELAY_MAX = 1, 15           # a spike reaches its target axon 1-15 ticks later (MER14 [sec])
 SLOTS = DELAY_MAX + 1                  # ring buffer of the axon scheduler: this tick and 15 ahead

@@ -46,11 +46,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from neuro import graph
 from neuro.encode import Playback
 from neuro.errors import NeuroError
+from neuro.jit import njit
 from neuro.sim import Backend, Engine, NeuronModel
 from neuro.snn import SNN, Neurons, Synapses
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numba import njit
 
 from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, THRESHOLD_MAX,
                                   V_BITS, WEIGHT_MAX, _fire)
@@ -42,6 +41,7 @@ from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, SETS, TICK_HZ,
 from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, map_network
 from neuro import graph, kernels
 from neuro.errors import NeuroError
+from neuro.jit import njit
 from neuro.sim import Backend, NeuronModel, SimResult
 from neuro.snn import SNN, Neurons, Synapses
 

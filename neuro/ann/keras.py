@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 
-import h5py
 import numpy as np
 
 from neuro.errors import NeuroError
@@ -29,6 +28,8 @@ def from_keras(path) -> Network:
     path = str(path)
     if not os.path.isfile(path):
         raise NeuroError(f"Keras file not found: {path}")
+    import h5py   # here, not at import: `neuro --help` imports this module
+
     try:
         f = h5py.File(path, "r")
     except OSError as e:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from neuro.errors import NeuroError
 from neuro.graph import (AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, Network,
@@ -22,6 +20,8 @@ SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "AveragePool", "MaxPoo
 
 def from_onnx(path_or_model) -> Network:
     """Import an ONNX model (a file path, serialized bytes or an ``onnx.ModelProto``) into the IR."""
+    from onnx import numpy_helper   # here, not at import: onnx takes about 1 s to import, `neuro --help` none
+
     model, label = _read(path_or_model)
     graph = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -58,6 +58,8 @@ def from_onnx(path_or_model) -> Network:
 
 
 def _read(path_or_model):
+    import onnx
+
     """Load the ModelProto and a label for messages; unreadable input is a NeuroError."""
     if isinstance(path_or_model, onnx.ModelProto):
         return path_or_model, f"'{path_or_model.graph.name}'"
@@ -89,6 +91,8 @@ def _input_shape(value_info, label):
 
 
 def _attrs(node):
+    import onnx
+
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
