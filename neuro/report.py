@@ -18,11 +18,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import chips
-from neuro import compare, plots, results
+from neuro import compare, results
 from neuro.atomic import atomic_path
 from neuro.baselines import estimate
 from neuro.baselines.results import Value
@@ -212,6 +211,7 @@ def _variants(row: ChipRow) -> dict[str, dict[str, Value]]:
 # --- figures ---------------------------------------------------------------------------------------------
 
 def _save(fig, path: Path) -> str:
+    from neuro.plots import plt  # matplotlib: imported only to draw (neuro --help stays light)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -220,6 +220,7 @@ def _save(fig, path: Path) -> str:
 
 
 def _accuracy_figure(run: Results, path: Path) -> str | None:
+    from neuro import plots  # matplotlib: imported only to draw (neuro --help stays light)
     curves = {_label(c.name): c.accuracy_by_step for c in run.chips.values()}
     if not curves:
         return None
@@ -290,6 +291,7 @@ def _energy_axes(ax, title: str, x_room: float, points: list[EnergyPoint]) -> No
 
 def _energy_figure(s: _Study, path: Path) -> str:
     """Energy per inference vs error rate, log-log; ranges as bars; published points marked."""
+    from neuro.plots import plt  # matplotlib: imported only to draw (neuro --help stays light)
     fig, ax = plt.subplots(figsize=(7.4, 5.0), dpi=120)
     seen = set()
 
@@ -350,6 +352,7 @@ def _platform_key(pt: EnergyPoint) -> str:
 def _combined_energy_figure(studies: list[_Study], path: Path) -> str:
     """Energy per inference vs error rate of every results file in one log-log figure (``combined_energy_points``),
     the published points in grey."""
+    from neuro.plots import plt  # matplotlib: imported only to draw (neuro --help stays light)
     from matplotlib.lines import Line2D
 
     points = combined_energy_points(studies)
@@ -385,6 +388,7 @@ def _combined_energy_figure(studies: list[_Study], path: Path) -> str:
 
 
 def _fps_figure(s: _Study, path: Path) -> str:
+    from neuro.plots import plt  # matplotlib: imported only to draw (neuro --help stays light)
     bars = []  # (label, point, low, high, provenance)
     for row in s.rows:
         if row.frames_per_second is not None:

@@ -73,7 +73,7 @@ def test_console_script_help():
 HEAVY = ("numba", "llvmlite", "torch", "onnx", "onnxruntime", "matplotlib", "h5py", "scipy", "dask", "pandas", "tqdm")
 
 
-@pytest.mark.parametrize("args", [["chips"], ["simulate", "--help"], ["convert", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["chips"], ["simulate", "--help"], ["convert", "--help"]])
 def test_start_up_imports_no_heavy_library(args):
     """The durable form of the start-up goal (under 0.5 s): these commands import none of the heavy libraries
     (numba kernels compile on first call, neuro.jit; h5py, onnx, tqdm where used)."""
