@@ -19,18 +19,26 @@ The folding is exact because the network zero-pads the *raw* image before normal
 
 ``--qcfs L``: train with the quantisation-clip-floor-shift activation of Bu et al. 2022 ("Optimal
 ANN-SNN conversion for high-accuracy and ultra-low-latency spiking neural networks", ICLR) with L
-levels and a trainable threshold per layer. The exported ONNX replaces it by ReLU; the thresholds go
-into the metadata (``qcfs_thresholds``): the converter in ``neuro.convert`` sets its scales from
-activation percentiles, not from these thresholds.
+levels and a trainable threshold per layer. The exported ONNX replaces it by ReLU, so its accuracy
+(``test_accuracy``) is that of the unquantised network; ``trained_model_test_accuracy`` is the QCFS
+network's. The thresholds go into the metadata (``qcfs_thresholds``, one per ReLU of the ONNX file, in
+order); ``neuro convert --scales model`` (``[conversion] scales = "model"``) takes each layer's scale
+from them, which makes the SNN's rate the QCFS activation (``neuro.convert``).
+
+``--threads N``: torch and onnxruntime threads (default 2). After every epoch the model as it is then is
+folded, exported, checked and written (``<name>.onnx`` then ``<name>.json``, each atomically;
+``epochs_completed`` in the metadata), so a run cut short leaves the last completed epoch's model: with
+the one-cycle schedule that is not the model a full run gives. ``neuro.ann``'s own accuracy (minutes on
+10,000 images) is measured for the last epoch's model only.
 
 Input: (N, 3, 32, 32) float32 in [0, 1] (pixel / 255). Output: logits (no softmax).
 
 Usage (from the repository root):
 
     NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 8]
-        [--qcfs L] [--out experiments/models] [--name cifar10_cnn]
+        [--qcfs L] [--threads 2] [--out experiments/models] [--name cifar10_cnn]
 
-Writes <out>/<name>.onnx and <out>/<name>.json. The script checks that the folded model computes what
+Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded model computes what
 the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
 predicts on all 10,000 test images, and reports the accuracy ``neuro.ann.load_model`` gets from the file.
 """
