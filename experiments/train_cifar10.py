@@ -38,8 +38,8 @@ Usage (from the repository root):
     NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 8]
         [--qcfs L] [--threads 2] [--out experiments/models] [--name cifar10_cnn]
 
-Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded model computes what
-the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
+Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded
+model computes what the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
 predicts on all 10,000 test images, and reports the accuracy ``neuro.ann.load_model`` gets from the file.
 """
 
@@ -220,7 +220,8 @@ def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, histo
                   trained_logits: torch.Tensor) -> int:
     """Fold and export the model as it is now, check the export, and write <name>.onnx and <name>.json
     atomically. Called after every epoch, so a run cut short leaves the last completed epoch's model
-    (``epochs_completed`` in the metadata; ``neuro_ann_test_accuracy`` only after the last). Returns the exit status (1: a check failed, nothing written)."""
+    (``epochs_completed`` in the metadata; ``neuro_ann_test_accuracy`` only after the last). Returns the
+    exit status (1: a check failed, nothing written)."""
     from neuro import ann  # the project's own importer, as the converter reads the file
 
     trained_logits = trained_logits.numpy()
@@ -246,10 +247,11 @@ def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, histo
     n_disagree = int((ort_pred != torch_pred).sum())
     max_abs_diff = float(np.abs(ort_logits - torch_logits).max())
     size = len(onnx_bytes)
-    print(f"epoch {len(history)}: trained (BatchNorm) test acc {100 * trained_acc:.2f} %, folded torch {100 * torch_acc:.2f} % "
-          f"(max |logit diff| {fold_diff:.2e}, {fold_disagree} predictions differ), onnxruntime {100 * ort_acc:.2f} %, "
-          f"neuro.ann {'-' if neuro_acc is None else f'{100 * neuro_acc:.2f} %'}, onnx/torch disagreements {n_disagree}, max |logit diff| "
-          f"{max_abs_diff:.2e}, onnx size {size} bytes")
+    neuro_text = "-" if neuro_acc is None else f"{100 * neuro_acc:.2f} %"
+    print(f"epoch {len(history)}: trained (BatchNorm) test acc {100 * trained_acc:.2f} %, folded torch "
+          f"{100 * torch_acc:.2f} % (max |logit diff| {fold_diff:.2e}, {fold_disagree} predictions differ), "
+          f"onnxruntime {100 * ort_acc:.2f} %, neuro.ann {neuro_text}, onnx/torch disagreements {n_disagree}, "
+          f"max |logit diff| {max_abs_diff:.2e}, onnx size {size} bytes")
     if args.qcfs:
         print(f"QCFS thresholds (the exported model has ReLU in their place): {qcfs_thresholds(model)}")
     if n_disagree:

@@ -4,15 +4,16 @@ Each ReLU layer l gets a scale lambda_l: the ``percentile`` of its non-zero acti
 calibration set (100 = the maximum). With lambda_0 = 1 for images in [0, 1], the layer feeding it is
 rescaled to W_l <- W_l lambda_{l-1} / lambda_l, b_l <- b_l / lambda_l, and its ReLU becomes neurons
 with threshold 1, so a neuron's firing rate approximates its ANN activation / lambda_l, clipped to
-[0, 1]. Biases are constant input currents.
+[0, 1]. Biases are constant input currents. Average pooling is linear and passes rates unchanged
+(exact); max pooling becomes a ``MaxPoolGate``. Softmax is dropped (it does not change the argmax).
 
 ``thresholds`` instead: each ReLU layer's lambda given, in network order, by the model itself. A network
 trained with the quantisation-clip-floor-shift activation (QCFS, Bu et al. 2022, ICLR) carries its trained
 thresholds in its metadata (``QCFS_KEY``, ``model_thresholds``); with lambda_l = threshold_l, initial
 V = 0.5 threshold (``v_init``, the "shift") and reset by subtraction, an IF neuron driven by a constant
-current for T = L steps fires exactly floor(z T / lambda + 1/2) times, clipped to [0, T]: the rate times
-lambda is the QCFS activation (the paper's Theorem 2: zero expected error for T = L). Average pooling is linear and passes rates unchanged
-(exact); max pooling becomes a ``MaxPoolGate``. Softmax is dropped (it does not change the argmax).
+current z for T steps fires floor(z T / lambda + 1/2) times, clipped to [0, T]: at T = L its rate times
+lambda is the layer's QCFS activation exactly (deeper layers, fed spikes rather than a constant current,
+match in expectation: the paper's Theorem 2).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
             raise NeuroError(f"layer {i} ({type(layer).__name__}) cannot be converted")
         i += 1
 
-    info = dict(percentile=percentile, scales_from="model" if thresholds is not None else "percentile", reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
+    info = dict(percentile=percentile, scales_from="model" if thresholds is not None else "percentile",
+                reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
                 n_calibration=len(calibration), scales=[s for k, s in scales.items() if k != "output"],
                 output_scale=scales["output"], source=net.name)
     return SNN(net.input_shape, ops, readout, net, info)

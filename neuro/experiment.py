@@ -382,8 +382,8 @@ def _convert(config: Config):
                          f"{config['data']['dataset']} train split has {len(train)} images: use at most {len(train)}")
     rng = np.random.default_rng(config.seed)
     calib = train[np.sort(rng.choice(len(train), c["calibration"], replace=False))]
-    snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"], v_init=c["v_init"],
-                  readout=c["readout"], pool_neurons=c["pool_neurons"])
+    snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
+                  v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
     snn.info["model_file"] = config["model"]["path"]
     return snn
 

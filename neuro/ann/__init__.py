@@ -54,4 +54,5 @@ def load_metadata(path) -> dict | None:
     return data
 
 
-__all__ = ["load_model", "load_metadata", "metadata_path", "from_onnx", "from_keras", "from_torch", "load_torch", "SUFFIXES"]
+__all__ = ["load_model", "load_metadata", "metadata_path", "from_onnx",
+           "from_keras", "from_torch", "load_torch", "SUFFIXES"]
