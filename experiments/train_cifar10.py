@@ -19,19 +19,27 @@ The folding is exact because the network zero-pads the *raw* image before normal
 
 ``--qcfs L``: train with the quantisation-clip-floor-shift activation of Bu et al. 2022 ("Optimal
 ANN-SNN conversion for high-accuracy and ultra-low-latency spiking neural networks", ICLR) with L
-levels and a trainable threshold per layer. The exported ONNX replaces it by ReLU; the thresholds go
-into the metadata (``qcfs_thresholds``): the converter in ``neuro.convert`` sets its scales from
-activation percentiles, not from these thresholds.
+levels and a trainable threshold per layer. The exported ONNX replaces it by ReLU, so its accuracy
+(``test_accuracy``) is that of the unquantised network; ``trained_model_test_accuracy`` is the QCFS
+network's. The thresholds go into the metadata (``qcfs_thresholds``, one per ReLU of the ONNX file, in
+order); ``neuro convert --scales model`` (``[conversion] scales = "model"``) takes each layer's scale
+from them, which makes the SNN's rate the QCFS activation (``neuro.convert``).
+
+``--threads N``: torch and onnxruntime threads (default 2). After every epoch the model as it is then is
+folded, exported, checked and written (``<name>.onnx`` then ``<name>.json``, each atomically;
+``epochs_completed`` in the metadata), so a run cut short leaves the last completed epoch's model: with
+the one-cycle schedule that is not the model a full run gives. ``neuro.ann``'s own accuracy (minutes on
+10,000 images) is measured for the last epoch's model only.
 
 Input: (N, 3, 32, 32) float32 in [0, 1] (pixel / 255). Output: logits (no softmax).
 
 Usage (from the repository root):
 
     NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 8]
-        [--qcfs L] [--out experiments/models] [--name cifar10_cnn]
+        [--qcfs L] [--threads 2] [--out experiments/models] [--name cifar10_cnn]
 
-Writes <out>/<name>.onnx and <out>/<name>.json. The script checks that the folded model computes what
-the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
+Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded
+model computes what the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
 predicts on all 10,000 test images, and reports the accuracy ``neuro.ann.load_model`` gets from the file.
 """
 
@@ -43,6 +51,7 @@ import hashlib
 import json
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -55,6 +64,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuro import datasets
+from neuro.atomic import atomic_path
 
 NUM_THREADS = 2
 BATCH_SIZE = 128
@@ -197,13 +207,124 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
+def onnx_logits(path: Path, x: np.ndarray, threads: int = NUM_THREADS) -> np.ndarray:
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = NUM_THREADS
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     outs = [sess.run(["logits"], {"input": x[i : i + EVAL_BATCH_SIZE]})[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
     return np.concatenate(outs)
+
+
+def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, history, train_seconds, t_start,
+                  trained_logits: torch.Tensor) -> int:
+    """Fold and export the model as it is now, check the export, and write <name>.onnx and <name>.json
+    atomically. Called after every epoch, so a run cut short leaves the last completed epoch's model
+    (``epochs_completed`` in the metadata; ``neuro_ann_test_accuracy`` only after the last). Returns the
+    exit status (1: a check failed, nothing written)."""
+    from neuro import ann  # the project's own importer, as the converter reads the file
+
+    trained_logits = trained_logits.numpy()
+    folded = export_model(model)
+    torch_logits = predict_logits(folded, x_test).numpy()
+    torch_pred = torch_logits.argmax(1)
+    torch_acc = float((torch_pred == y_test.numpy()).mean())
+    trained_acc = float((trained_logits.argmax(1) == y_test.numpy()).mean())
+    fold_diff = float(np.abs(torch_logits - trained_logits).max())
+    fold_disagree = int((torch_pred != trained_logits.argmax(1)).sum())
+
+    onnx_path, meta_path = args.out / f"{args.name}.onnx", args.out / f"{args.name}.json"
+    with tempfile.TemporaryDirectory() as tmp:  # checked before it replaces the previous epoch's files
+        tmp_onnx = Path(tmp) / onnx_path.name
+        export_onnx(folded, tmp_onnx)
+        onnx_bytes = tmp_onnx.read_bytes()
+        ort_logits = onnx_logits(tmp_onnx, x_test.numpy(), args.threads)
+        # neuro.ann's numpy forward pass takes minutes on 10,000 images: only for the last epoch's model
+        final = len(history) == args.epochs
+        neuro_acc = ann.load_model(str(tmp_onnx)).accuracy(x_test.numpy(), y_test.numpy()) if final else None
+    ort_pred = ort_logits.argmax(1)
+    ort_acc = float((ort_pred == y_test.numpy()).mean())
+    n_disagree = int((ort_pred != torch_pred).sum())
+    max_abs_diff = float(np.abs(ort_logits - torch_logits).max())
+    size = len(onnx_bytes)
+    neuro_text = "-" if neuro_acc is None else f"{100 * neuro_acc:.2f} %"
+    print(f"epoch {len(history)}: trained (BatchNorm) test acc {100 * trained_acc:.2f} %, folded torch "
+          f"{100 * torch_acc:.2f} % (max |logit diff| {fold_diff:.2e}, {fold_disagree} predictions differ), "
+          f"onnxruntime {100 * ort_acc:.2f} %, neuro.ann {neuro_text}, onnx/torch disagreements {n_disagree}, "
+          f"max |logit diff| {max_abs_diff:.2e}, onnx size {size} bytes")
+    if args.qcfs:
+        print(f"QCFS thresholds (the exported model has ReLU in their place): {qcfs_thresholds(model)}")
+    if n_disagree:
+        print(f"error: onnxruntime and torch disagree on {n_disagree} of {len(ort_pred)} test images", file=sys.stderr)
+        return 1
+    if size >= ONNX_SIZE_LIMIT:
+        print(f"error: {onnx_path} is {size} bytes, over the {ONNX_SIZE_LIMIT} byte limit", file=sys.stderr)
+        return 1
+
+    meta = {
+        "model": args.name,
+        "file": onnx_path.name,
+        "file_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "file_bytes": size,
+        "dataset": "cifar10: the shared JPEG copy (cifar10-jpeg.tar.xz; pixels are JPEG re-encodings, not the "
+                   "canonical CIFAR-10 ones, see docs/datasets.md)",
+        "test_accuracy": ort_acc,
+        "test_accuracy_source": "onnxruntime on the exported ONNX, all 10000 test images of the JPEG copy",
+        "torch_test_accuracy": torch_acc,
+        "trained_model_test_accuracy": trained_acc,
+        "neuro_ann_test_accuracy": neuro_acc,  # None before the last epoch
+        "fold_max_abs_logit_diff": fold_diff,
+        "fold_prediction_changes": fold_disagree,
+        "onnx_torch_prediction_disagreements": n_disagree,
+        "onnx_torch_max_abs_logit_diff": max_abs_diff,
+        "test_images": int(len(y_test)),
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "epochs_completed": len(history),
+        "training_time_s": round(train_seconds, 1),
+        "total_time_s": round(time.perf_counter() - t_start, 1),
+        "threads": args.threads,
+        datasets.NORMALISATION_KEY: stats,
+        "normalisation_folded_into_first_conv": True,
+        "training": {
+            "optimizer": "SGD, Nesterov momentum 0.9",
+            "lr_schedule": f"OneCycleLR(max_lr={MAX_LR}, pct_start=0.25), stepped per batch",
+            "weight_decay": WEIGHT_DECAY,
+            "batch_size": BATCH_SIZE,
+            "loss": "CrossEntropyLoss",
+            "augmentation": f"random crop of the image zero-padded by {MAX_SHIFT} px, random horizontal flip",
+            "activation": f"QCFS, L = {args.qcfs} (Bu et al. 2022)" if args.qcfs else "ReLU",
+            "history": history,
+        },
+        "qcfs_levels": args.qcfs or None,
+        "qcfs_thresholds": qcfs_thresholds(model) or None,
+        "trained_architecture": [str(m) for m in model],
+        "architecture": [str(m) for m in folded],
+        "parameters": int(sum(p.numel() for p in folded.parameters())),
+        "input_name": "input",
+        "output_name": "logits",
+        "input_shape": ["N", 3, 32, 32],
+        "input_dtype": "float32",
+        "input_scaling": "pixel / 255, range [0, 1]: the per-channel normalisation (under 'normalisation') is "
+                         "folded into the first convolution; do not apply it again",
+        "output": "logits for the 10 CIFAR-10 classes (no softmax)",
+        "onnx_opset": ONNX_OPSET,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+        },
+        "command": "python experiments/train_cifar10.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    with atomic_path(onnx_path) as tmp:
+        tmp.write_bytes(onnx_bytes)
+    with atomic_path(meta_path) as tmp:  # after the model: the metadata never describes a file not yet there
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {onnx_path} and {meta_path} (epoch {len(history)} of {args.epochs})", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     parser.add_argument("--qcfs", type=int, default=0, metavar="L",
                         help="train with QCFS activations of L levels (Bu et al. 2022); 0 = ReLU (default)")
+    parser.add_argument("--threads", type=int, default=NUM_THREADS,
+                        help=f"torch and onnxruntime CPU threads (default {NUM_THREADS})")
     parser.add_argument("--out", type=Path, default=Path("experiments/models"), help="output directory")
     parser.add_argument("--name", default="cifar10_cnn", help="file stem of the outputs (default cifar10_cnn)")
     args = parser.parse_args(argv)
@@ -219,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be at least 1")
     if args.qcfs < 0:
         parser.error("--qcfs must be 0 (ReLU) or a number of levels >= 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
 
     t_start = time.perf_counter()
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(args.seed)  # shuffling and augmentation
@@ -268,108 +393,18 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         dt = time.perf_counter() - t0
         train_seconds += dt
-        acc = (predict_logits(model, x_test).argmax(1) == y_test).float().mean().item()
+        logits_test = predict_logits(model, x_test)
+        acc = (logits_test.argmax(1) == y_test).float().mean().item()
         history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5),
                         "train_accuracy": round(correct / seen, 4), "test_accuracy": round(acc, 4),
                         "seconds": round(dt, 1)})
         print(f"epoch {epoch:2d}/{args.epochs}  loss {total_loss / seen:.4f}  train acc {100 * correct / seen:.2f} %  "
               f"test acc {100 * acc:.2f} %  ({dt:.1f} s)", flush=True)
 
-    # Fold, check the folding, export, check the export.
-    trained_logits = predict_logits(model, x_test).numpy()
-    folded = export_model(model)
-    torch_logits = predict_logits(folded, x_test).numpy()
-    torch_pred = torch_logits.argmax(1)
-    torch_acc = float((torch_pred == y_test.numpy()).mean())
-    trained_acc = float((trained_logits.argmax(1) == y_test.numpy()).mean())
-    fold_diff = float(np.abs(torch_logits - trained_logits).max())
-    fold_disagree = int((torch_pred != trained_logits.argmax(1)).sum())
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    onnx_path = args.out / f"{args.name}.onnx"
-    export_onnx(folded, onnx_path)
-    ort_logits = onnx_logits(onnx_path, x_test.numpy())
-    ort_pred = ort_logits.argmax(1)
-    ort_acc = float((ort_pred == y_test.numpy()).mean())
-    n_disagree = int((ort_pred != torch_pred).sum())
-    max_abs_diff = float(np.abs(ort_logits - torch_logits).max())
-    from neuro import ann  # the project's own importer, as the converter reads the file
-
-    neuro_acc = ann.load_model(str(onnx_path)).accuracy(x_test.numpy(), y_test.numpy())
-    size = onnx_path.stat().st_size
-    print(f"trained (BatchNorm) test acc {100 * trained_acc:.2f} %, folded torch {100 * torch_acc:.2f} % "
-          f"(max |logit diff| {fold_diff:.2e}, {fold_disagree} predictions differ), onnxruntime {100 * ort_acc:.2f} %, "
-          f"neuro.ann {100 * neuro_acc:.2f} %, onnx/torch disagreements {n_disagree}, max |logit diff| "
-          f"{max_abs_diff:.2e}, onnx size {size} bytes")
-    if args.qcfs:
-        print(f"QCFS thresholds (the exported model has ReLU in their place): {qcfs_thresholds(model)}")
-    if n_disagree:
-        print(f"error: onnxruntime and torch disagree on {n_disagree} of {len(ort_pred)} test images", file=sys.stderr)
-        return 1
-    if size >= ONNX_SIZE_LIMIT:
-        print(f"error: {onnx_path} is {size} bytes, over the {ONNX_SIZE_LIMIT} byte limit", file=sys.stderr)
-        return 1
-
-    meta = {
-        "model": args.name,
-        "file": onnx_path.name,
-        "file_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "file_bytes": size,
-        "dataset": "cifar10: the shared JPEG copy (cifar10-jpeg.tar.xz; pixels are JPEG re-encodings, not the "
-                   "canonical CIFAR-10 ones, see docs/datasets.md)",
-        "test_accuracy": ort_acc,
-        "test_accuracy_source": "onnxruntime on the exported ONNX, all 10000 test images of the JPEG copy",
-        "torch_test_accuracy": torch_acc,
-        "trained_model_test_accuracy": trained_acc,
-        "neuro_ann_test_accuracy": neuro_acc,
-        "fold_max_abs_logit_diff": fold_diff,
-        "fold_prediction_changes": fold_disagree,
-        "onnx_torch_prediction_disagreements": n_disagree,
-        "onnx_torch_max_abs_logit_diff": max_abs_diff,
-        "test_images": int(len(y_test)),
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "training_time_s": round(train_seconds, 1),
-        "total_time_s": round(time.perf_counter() - t_start, 1),
-        "threads": NUM_THREADS,
-        datasets.NORMALISATION_KEY: stats,
-        "normalisation_folded_into_first_conv": True,
-        "training": {
-            "optimizer": "SGD, Nesterov momentum 0.9",
-            "lr_schedule": f"OneCycleLR(max_lr={MAX_LR}, pct_start=0.25), stepped per batch",
-            "weight_decay": WEIGHT_DECAY,
-            "batch_size": BATCH_SIZE,
-            "loss": "CrossEntropyLoss",
-            "augmentation": f"random crop of the image zero-padded by {MAX_SHIFT} px, random horizontal flip",
-            "activation": f"QCFS, L = {args.qcfs} (Bu et al. 2022)" if args.qcfs else "ReLU",
-            "history": history,
-        },
-        "qcfs_levels": args.qcfs or None,
-        "qcfs_thresholds": qcfs_thresholds(model) or None,
-        "trained_architecture": [str(m) for m in model],
-        "architecture": [str(m) for m in folded],
-        "parameters": int(sum(p.numel() for p in folded.parameters())),
-        "input_name": "input",
-        "output_name": "logits",
-        "input_shape": ["N", 3, 32, 32],
-        "input_dtype": "float32",
-        "input_scaling": "pixel / 255, range [0, 1]: the per-channel normalisation (under 'normalisation') is "
-                         "folded into the first convolution; do not apply it again",
-        "output": "logits for the 10 CIFAR-10 classes (no softmax)",
-        "onnx_opset": ONNX_OPSET,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-        },
-        "command": "python experiments/train_cifar10.py " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
-    meta_path = args.out / f"{args.name}.json"
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {onnx_path} and {meta_path}")
+        status = write_outputs(model, args, argv, x_test, y_test, stats, history, train_seconds, t_start,
+                               trained_logits=logits_test)
+        if status:
+            return status
     return 0
 
 

@@ -46,6 +46,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--calibration", type=int, default=1000, help="training images used to calibrate (default: 1000)")
     c.add_argument("--percentile", type=float, default=99.9,
                    help="activation percentile used as each layer's scale; 100 = max (default: 99.9)")
+    c.add_argument("--scales", choices=("percentile", "model"), default="percentile",
+                   help="each layer's scale: the activation percentile, or the QCFS thresholds in the model's "
+                        "metadata JSON next to it (a network trained with QCFS; Bu et al. 2022) (default: percentile)")
     c.add_argument("--reset", choices=("subtract", "zero"), default="subtract", help="reset mode (default: subtract)")
     c.add_argument("--leak", type=float, default=0.0, help="fraction of V lost per step; 0 = integrate-and-fire")
     c.add_argument("--v-init", type=float, default=0.5, help="initial V as a fraction of threshold (default: 0.5)")
@@ -94,20 +97,22 @@ def _command(argv: list[str]) -> str | None:
 
 def cmd_convert(args) -> None:
     from neuro import ann, datasets, snn
-    from neuro.convert import convert
+    from neuro.convert import convert, model_thresholds
 
     net = ann.load_model(args.model, torch_class=args.torch_class, torch_input_shape=args.input_shape)
+    thresholds = (model_thresholds(ann.load_metadata(args.model), ann.metadata_path(args.model))
+                  if args.scales == "model" else None)
     images, _ = datasets.load(args.data, split="train", root=args.data_root)
     if args.calibration < 1:
         raise NeuroError(f"--calibration must be at least 1, got {args.calibration}")
     rng = np.random.default_rng(0)
     calib = images[np.sort(rng.choice(len(images), min(args.calibration, len(images)), replace=False))]
-    result = convert(net, calib, percentile=args.percentile, reset=args.reset, leak=args.leak,
+    result = convert(net, calib, percentile=args.percentile, thresholds=thresholds, reset=args.reset, leak=args.leak,
                      v_init=args.v_init, readout=args.readout, pool_neurons=args.pool_neurons)
     result.info["model_file"] = str(args.model)
     snn.save(result, args.output)
     print(f"wrote {args.output}: {len(result.ops)} ops, {sum(1 for o in result.ops if type(o).__name__ == 'Neurons')} "
-          f"neuron layers, scales {', '.join(f'{s:.3g}' for s in result.info['scales'])}")
+          f"neuron layers, scales ({args.scales}) {', '.join(f'{s:.3g}' for s in result.info['scales'])}")
 
 
 def cmd_simulate(args) -> None:

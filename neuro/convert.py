@@ -6,6 +6,14 @@ rescaled to W_l <- W_l lambda_{l-1} / lambda_l, b_l <- b_l / lambda_l, and its R
 with threshold 1, so a neuron's firing rate approximates its ANN activation / lambda_l, clipped to
 [0, 1]. Biases are constant input currents. Average pooling is linear and passes rates unchanged
 (exact); max pooling becomes a ``MaxPoolGate``. Softmax is dropped (it does not change the argmax).
+
+``thresholds`` instead: each ReLU layer's lambda given, in network order, by the model itself. A network
+trained with the quantisation-clip-floor-shift activation (QCFS, Bu et al. 2022, ICLR) carries its trained
+thresholds in its metadata (``QCFS_KEY``, ``model_thresholds``); with lambda_l = threshold_l, initial
+V = 0.5 threshold (``v_init``, the "shift") and reset by subtraction, an IF neuron driven by a constant
+current z for T steps fires floor(z T / lambda + 1/2) times, clipped to [0, T]: at T = L its rate times
+lambda is the layer's QCFS activation exactly (deeper layers, fed spikes rather than a constant current,
+match in expectation: the paper's Theorem 2).
 """
 
 from __future__ import annotations
@@ -16,6 +24,22 @@ from threadpoolctl import threadpool_limits
 from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN, MaxPoolGate, Neurons, Synapses
+
+
+#: The metadata key of a QCFS-trained model's per-layer thresholds (``experiments/train_cifar10.py --qcfs L``).
+QCFS_KEY = "qcfs_thresholds"
+SCALES = ("percentile", "model")  # where the conversion takes each layer's lambda from
+
+
+def model_thresholds(metadata: dict | None, source) -> list[float]:
+    """The per-ReLU-layer QCFS thresholds a model's metadata carries; ``source`` names the file in errors."""
+    values = (metadata or {}).get(QCFS_KEY)
+    if not values:
+        raise NeuroError(f"{source} carries no '{QCFS_KEY}' (a model trained with QCFS has them): convert it "
+                         "with percentile scales (--scales percentile, [conversion] scales = \"percentile\")")
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise NeuroError(f"{source}: '{QCFS_KEY}' must be a list of numbers, got {values!r}")
+    return [float(v) for v in values]
 
 
 def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
@@ -44,10 +68,14 @@ def _output_scale(logits: np.ndarray, percentile: float) -> float:
     return float(np.percentile(pos, percentile)) if pos.size else 1.0
 
 
-def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 99.9, reset: str = "subtract",
-            leak: float = 0.0, v_init: float = 0.5, readout: str = "potential", pool_neurons: bool = False) -> SNN:
+def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 99.9,
+            thresholds: list[float] | None = None, reset: str = "subtract", leak: float = 0.0, v_init: float = 0.5,
+            readout: str = "potential", pool_neurons: bool = False) -> SNN:
     """Convert a ReLU network into an SNN.
 
+    ``thresholds``: each ReLU layer's lambda, in network order (``model_thresholds``), instead of the
+    ``percentile`` of its activations; the output layer's scale (which matters to a "spikes" readout
+    only) stays the percentile of the logits on ``calibration``.
     ``v_init``: initial V as a fraction of the threshold; 0.5 centres the rate-quantisation error
     (Bu et al. 2022, "Optimal ANN-SNN conversion", ICLR) and cuts the steps needed for ANN accuracy.
     ``readout``: "potential" (the output layer integrates without spiking; class = argmax V) or
@@ -58,6 +86,8 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
     """
     net.check_input(calibration)
     scales = layer_scales(net, calibration, percentile)
+    if thresholds is not None:
+        scales = _with_thresholds(net, scales, thresholds)
     layers = net.layers[:-1] if isinstance(net.layers[-1], graph.Softmax) else net.layers
     last_linear = max((i for i, layer in enumerate(layers) if isinstance(layer, (graph.Conv2d, graph.Dense))),
                       default=None)
@@ -98,10 +128,23 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
             raise NeuroError(f"layer {i} ({type(layer).__name__}) cannot be converted")
         i += 1
 
-    info = dict(percentile=percentile, reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
+    info = dict(percentile=percentile, scales_from="model" if thresholds is not None else "percentile",
+                reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
                 n_calibration=len(calibration), scales=[s for k, s in scales.items() if k != "output"],
                 output_scale=scales["output"], source=net.name)
     return SNN(net.input_shape, ops, readout, net, info)
+
+
+def _with_thresholds(net: graph.Network, scales: dict, thresholds) -> dict:
+    """``scales`` with every ReLU layer's lambda replaced by the next of ``thresholds`` (in network order)."""
+    relus = [i for i, layer in enumerate(net.layers) if isinstance(layer, graph.ReLU)]
+    if len(thresholds) != len(relus):
+        raise NeuroError(f"{len(thresholds)} model thresholds for the {len(relus)} ReLU layers of network "
+                         f"{net.name!r}: the metadata belongs to another network; convert with percentile scales")
+    bad = [t for t in thresholds if not (np.isfinite(t) and t > 0)]
+    if bad:
+        raise NeuroError(f"model thresholds must be positive and finite, got {bad}: fix the model's metadata")
+    return {**scales, **{i: float(t) for i, t in zip(relus, thresholds)}}
 
 
 def _rescale(layer, w_factor: float, b_factor: float):

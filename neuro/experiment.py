@@ -56,6 +56,7 @@ SCHEMA = {
     "conversion": {
         "calibration": (int, 1000, _positive),
         "percentile": (float, 99.9, lambda v: None if 0 < v <= 100 else "must be in (0, 100]"),
+        "scales": (str, "percentile", _one_of("percentile", "model")),  # "model": the model's QCFS thresholds
         "reset": (str, "subtract", _one_of("subtract", "zero")),
         "leak": (float, 0.0, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "v_init": (float, 0.5, None),
@@ -369,18 +370,20 @@ def _dataset(config: Config) -> str:
 
 def _convert(config: Config):
     from neuro import ann
-    from neuro.convert import convert
+    from neuro.convert import convert, model_thresholds
 
     c = config["conversion"]
-    net = ann.load_model(config.resolve(config["model"]["path"]))
+    path = config.resolve(config["model"]["path"])
+    net = ann.load_model(path)
+    thresholds = model_thresholds(ann.load_metadata(path), ann.metadata_path(path)) if c["scales"] == "model" else None
     train, _ = datasets.load(_dataset(config), split="train")
     if c["calibration"] > len(train):
         raise NeuroError(f"{config.path}: key 'conversion.calibration' is {c['calibration']} but the "
                          f"{config['data']['dataset']} train split has {len(train)} images: use at most {len(train)}")
     rng = np.random.default_rng(config.seed)
     calib = train[np.sort(rng.choice(len(train), c["calibration"], replace=False))]
-    snn = convert(net, calib, percentile=c["percentile"], reset=c["reset"], leak=c["leak"], v_init=c["v_init"],
-                  readout=c["readout"], pool_neurons=c["pool_neurons"])
+    snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
+                  v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
     snn.info["model_file"] = config["model"]["path"]
     return snn
 

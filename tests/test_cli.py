@@ -179,3 +179,23 @@ def test_a_coefficient_file_by_path(snn_file, tmp_path, capsys):
     assert hot["frames_per_second"] == pytest.approx(stock["frames_per_second"])   # energies only: same time
     assert main(run + ["--coefficients", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read coefficient file" in capsys.readouterr().err
+
+
+def test_convert_scales_from_the_model_metadata(tmp_path, mnist_test, capsys):
+    """--scales model takes each ReLU layer's lambda from the QCFS thresholds in the JSON next to the model."""
+    from neuro import snn
+
+    model = tmp_path / "net.onnx"
+    model.write_bytes(REFERENCE_ONNX.read_bytes())  # three ReLU layers
+    convert = ["convert", str(model), "--data", "mnist", "--calibration", "50", "--scales", "model", "-o"]
+    assert main(convert + [str(tmp_path / "a.h5")]) == 2  # no metadata at all
+    assert f"{tmp_path / 'net.json'} carries no 'qcfs_thresholds'" in capsys.readouterr().err
+    (tmp_path / "net.json").write_text(json.dumps({"qcfs_thresholds": [1.5, 2.0]}))
+    assert main(convert + [str(tmp_path / "a.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "2 model thresholds for the 3 ReLU layers" in err and err.count("\n") == 1
+    (tmp_path / "net.json").write_text(json.dumps({"qcfs_thresholds": [1.5, 2.0, 4.25]}))
+    assert main(convert + [str(tmp_path / "a.h5")]) == 0
+    assert "scales (model) 1.5, 2, 4.25" in capsys.readouterr().out
+    info = snn.load(tmp_path / "a.h5").info
+    assert info["scales"] == [1.5, 2.0, 4.25] and info["scales_from"] == "model"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neuro import graph, snn
-from neuro.convert import convert, layer_scales
+from neuro.convert import convert, layer_scales, model_thresholds
 from neuro.errors import NeuroError
 from neuro.sim import Engine
 
@@ -128,3 +128,58 @@ def test_unconvertible_networks(data):
         convert(small_cnn(rng), x, percentile=0)
     with pytest.raises(NeuroError, match="do not fit"):
         convert(small_cnn(rng), np.zeros((3, 1, 10, 10), np.float32))
+
+
+def qcfs(z, lam, levels):
+    """The QCFS activation lambda * clip(floor(z L / lambda + 1/2) / L, 0, 1) (Bu et al. 2022, eq. 19)."""
+    return lam * np.clip(np.floor(z * levels / lam + 0.5) / levels, 0, 1)
+
+
+def test_model_thresholds_replace_the_percentile_scales(data):
+    rng, x = data
+    net = small_cnn(rng)
+    s = convert(net, x[:50], thresholds=[0.7, 1.3, 2.1])
+    assert s.info["scales"] == [0.7, 1.3, 2.1] and s.info["scales_from"] == "model"
+    assert s.info["output_scale"] == convert(net, x[:50]).info["output_scale"]  # the logits' percentile still
+    np.testing.assert_allclose(s.ops[0].op.weight, net.layers[0].weight / 0.7, rtol=1e-6)
+    conv2 = next(o for o in s.ops[2:] if isinstance(o, snn.Synapses) and isinstance(o.op, graph.Conv2d))
+    np.testing.assert_allclose(conv2.op.weight, net.layers[3].weight * 0.7 / 1.3, rtol=1e-6)
+    np.testing.assert_allclose(conv2.op.bias, net.layers[3].bias / 1.3, rtol=1e-6)
+    assert convert(net, x[:50]).info["scales_from"] == "percentile"
+
+
+def test_model_threshold_errors(data):
+    rng, x = data
+    net = small_cnn(rng)
+    with pytest.raises(NeuroError, match="2 model thresholds for the 3 ReLU layers .*percentile scales"):
+        convert(net, x[:50], thresholds=[1.0, 2.0])
+    with pytest.raises(NeuroError, match="positive and finite"):
+        convert(net, x[:50], thresholds=[1.0, 0.0, 2.0])
+    for meta in (None, {}, {"qcfs_thresholds": None}):
+        with pytest.raises(NeuroError, match=r"m\.json carries no 'qcfs_thresholds' .*--scales percentile") as e:
+            model_thresholds(meta, "m.json")
+        assert "\n" not in str(e.value)
+    with pytest.raises(NeuroError, match="must be a list of numbers"):
+        model_thresholds({"qcfs_thresholds": ["a", 1]}, "m.json")
+    assert model_thresholds({"qcfs_thresholds": [1, 2.5]}, "m.json") == [1.0, 2.5]
+
+
+@pytest.mark.parametrize("levels", [4, 8])
+def test_qcfs_rate_equals_the_quantised_activation_at_t_equal_l(levels):
+    """Bu et al. 2022, Theorem 2: threshold lambda, V(0) = lambda / 2, reset by subtraction and a constant input
+    current z: after T = L steps the spike count times lambda / T is the QCFS activation, exactly."""
+    rng = np.random.default_rng(7)
+    w, b, lam = rng.normal(0, 1, (40, 4)), rng.normal(0, 0.2, 40), 1.6
+    net = graph.Network((1, 2, 2), [graph.Flatten(), graph.Dense(w, b), graph.ReLU(),
+                                    graph.Dense(rng.normal(0, 1, (3, 40)), np.zeros(3))])
+    x = rng.random((30, 1, 2, 2)).astype(np.float32)
+    z = x.reshape(30, 4) @ w.T + b
+    expected = qcfs(z, lam, levels)
+    assert (expected == 0).any() and (expected == lam).any() and ((expected > 0) & (expected < lam)).any()
+    s = convert(net, x, thresholds=[lam])  # v_init 0.5 and reset by subtraction: the defaults
+    r = Engine(s).run(x, np.zeros(30, int), levels, progress=False, record_counts=True)
+    np.testing.assert_allclose(r.spike_counts[0].reshape(30, 40) * lam / levels, expected, rtol=1e-6)
+    # the percentile scale instead of the trained threshold: the quantisation grid no longer matches
+    p = convert(net, x, percentile=99.9)
+    r = Engine(p).run(x, np.zeros(30, int), levels, progress=False, record_counts=True)
+    assert not np.allclose(r.spike_counts[0].reshape(30, 40) * p.info["scales"][0] / levels, expected)

@@ -228,11 +228,26 @@ def _run(text, chip):
     (lambda t: _run(t, "truenorth").replace("batch_size = 32", 'batch_size = 32\ncoefficients = "sana-fe"'),
      "key 'emulation.coefficients': the TrueNorth cost model takes only its own coefficient sets"),
     (lambda t: t.replace("images = 32", 'images = 32\nselect = "random"'), "'data.select' must be one of"),
+    (lambda t: t.replace("calibration = 32", 'calibration = 32\nscales = "max"'), "'conversion.scales' must be one of"),
 ])
 def test_bad_config(tmp_path, edit, message):
     with pytest.raises(NeuroError, match=message) as e:
         experiment.load_config(write_config(tmp_path, edit(TINY)))
     assert "\n" not in str(e.value)
+
+
+def test_model_scales_come_from_the_metadata_next_to_the_model(tmp_path, mnist_test):
+    """[conversion] scales = "model": each layer's lambda is the QCFS threshold in the model's JSON."""
+    model = tmp_path / "net.onnx"
+    model.write_bytes(REFERENCE_ONNX.read_bytes())
+    text = TINY.replace(f'path = "{REFERENCE_ONNX}"', 'path = "net.onnx"').replace(
+        "calibration = 32", 'calibration = 32\nscales = "model"')
+    with pytest.raises(NeuroError, match="net.json carries no 'qcfs_thresholds'"):
+        experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out1", progress=False)
+    (tmp_path / "net.json").write_text('{"qcfs_thresholds": [1.5, 2.0, 4.25]}')
+    out = experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out2", progress=False)
+    info = results.read_snn(out).info
+    assert info["scales"] == [1.5, 2.0, 4.25] and info["scales_from"] == "model"
 
 
 def test_default_experiment_is_valid():

@@ -97,3 +97,26 @@ def test_augment_shifts_and_flips_whole_images(train):
     assert bool((same | flipped).all()) and same.any() and flipped.any()
     shifted = train.augment(x, 4, torch.Generator().manual_seed(5))
     assert shifted.shape == x.shape
+
+
+def test_outputs_written_after_each_epoch_and_kept_when_a_check_fails(train, tmp_path, monkeypatch):
+    """write_outputs (called after every epoch) leaves a complete model + metadata; a failed check replaces nothing."""
+    import argparse
+    import json
+
+    model = tiny_model(train, qcfs=4)
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    y = torch.arange(12) % 10
+    args = argparse.Namespace(out=tmp_path, name="m", threads=1, qcfs=4, seed=0, epochs=3)
+    history = [{"epoch": 1}]
+    assert train.write_outputs(model, args, ["--qcfs", "4"], x, y, STATS, history, 1.0, 0.0, model(x).detach()) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["epochs"] == 3 and meta["epochs_completed"] == 1 and meta["neuro_ann_test_accuracy"] is None
+    assert meta["qcfs_thresholds"] == [train.QCFS_INIT] * 6 and meta["threads"] == 1
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"m.onnx", "m.json"}
+    monkeypatch.setattr(train, "onnx_logits", lambda path, x, threads: -train.predict_logits(
+        train.export_model(model), torch.from_numpy(x)).numpy())  # onnxruntime "disagrees" with torch
+    history.append({"epoch": 2})
+    assert train.write_outputs(model, args, [], x, y, STATS, history, 2.0, 0.0, model(x).detach()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

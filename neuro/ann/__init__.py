@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,4 +34,25 @@ def load_model(path, torch_class: str | None = None, torch_input_shape=None) -> 
     return load_torch(path, torch_class, torch_input_shape)
 
 
-__all__ = ["load_model", "from_onnx", "from_keras", "from_torch", "load_torch", "SUFFIXES"]
+def metadata_path(path) -> Path:
+    """Where a model file's metadata lives: the JSON of the same stem next to it, as the training scripts in
+    ``experiments/`` write it (``cifar10_cnn.onnx`` -> ``cifar10_cnn.json``)."""
+    return Path(path).with_suffix(".json")
+
+
+def load_metadata(path) -> dict | None:
+    """The metadata JSON of a model file (``metadata_path``), or None when the model has none."""
+    meta = metadata_path(path)
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NeuroError(f"cannot read the model metadata {meta}: {e}; fix or remove the file") from None
+    if not isinstance(data, dict):
+        raise NeuroError(f"the model metadata {meta} is not a JSON object: fix or remove the file")
+    return data
+
+
+__all__ = ["load_model", "load_metadata", "metadata_path", "from_onnx",
+           "from_keras", "from_torch", "load_torch", "SUFFIXES"]
