@@ -298,7 +298,14 @@ def _identity(config: Config, images, labels) -> dict:
     data = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     data.update(np.ascontiguousarray(labels).tobytes())
     versions = _system()["versions"]
-    return {"model_sha256": hashlib.sha256(config.resolve(config["model"]["path"]).read_bytes()).hexdigest(),
+    model = config.resolve(config["model"]["path"])
+    identity = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    if config["conversion"]["scales"] == "model":   # the scales come from the metadata JSON: it is an input too
+        from neuro.ann import metadata_path
+
+        meta = metadata_path(model)   # missing: the conversion names it
+        identity["model_metadata_sha256"] = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.is_file() else None
+    return {**identity,
             "data": {"dataset": config["data"]["dataset"], "split": "test", "images": len(images),
                      "sha256": data.hexdigest()},
             "versions": {pkg: versions[pkg] for pkg in NUMERIC_PACKAGES}}
@@ -331,6 +338,8 @@ def _changes(old: dict, new: dict):
     """What differs between two identities, in words."""
     if old["model_sha256"] != new["model_sha256"]:
         yield f"the model file changed (sha256 {old['model_sha256'][:12]}, now {new['model_sha256'][:12]})"
+    if old.get("model_metadata_sha256") != new.get("model_metadata_sha256"):
+        yield "the model's metadata JSON (its QCFS thresholds, the scales) changed"
     if old["data"] != new["data"]:
         yield f"the data changed ({_data_words(old['data'])}, now {_data_words(new['data'])})"
     for pkg in sorted(old["versions"].keys() | new["versions"].keys()):

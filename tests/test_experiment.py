@@ -248,6 +248,20 @@ def test_model_scales_come_from_the_metadata_next_to_the_model(tmp_path, mnist_t
     out = experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out2", progress=False)
     info = results.read_snn(out).info
     assert info["scales"] == [1.5, 2.0, 4.25] and info["scales_from"] == "model"
+    (tmp_path / "net.json").write_text('{"qcfs_thresholds": [1.5, 2.0, 4.5]}')   # other scales: not the same run
+    with pytest.raises(NeuroError, match=r"cannot resume .*: the model's metadata JSON \(its QCFS thresholds"):
+        experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out2", resume=True, progress=False)
+
+
+SHIPPED = [p for p in sorted(REFERENCE_ONNX.parents[1].glob("*.toml")) if "_sweep" not in p.stem]
+
+
+@pytest.mark.parametrize("toml", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_experiment_file_is_valid(toml):
+    """experiments/*.toml (the sweep files aside) load (schema, chips, options) and name a model that exists."""
+    config = experiment.load_config(toml)
+    assert config.resolve(config["model"]["path"]).is_file()
+    assert all(config.chip(name) is not None for name in config["emulation"]["chips"])
 
 
 def test_default_experiment_is_valid():
