@@ -50,8 +50,8 @@ Writes <out>/truenorth_native.npz (MNIST; truenorth_native_cifar10.npz for CIFAR
 member) and the .json beside it; ``--add`` appends the new members to the model already there (its members
 are kept as they are). After every epoch each member is also written alone to <stem>.seed<S>.npz / .json
 (removed at the end), so a run cut short leaves a usable model. ``--time-limit``: a member starts no epoch
-that would end after this many minutes of its training (its longest epoch so far, evaluation included, as
-the estimate); the learning-rate schedule is then cut short too.
+that would end after this many minutes of its training (the first always runs; its longest epoch so far,
+evaluation included, as the estimate); the learning-rate schedule is then cut short too.
 """
 
 from __future__ import annotations

@@ -54,12 +54,12 @@ DATASETS = {
     "mnist": {"model": "experiments/models/truenorth_native.npz", "json": "truenorth_native_mnist.json",
               "png": "truenorth_native_vs_ess15.png", "name": "MNIST", "published": ESS15,
               "source": "ESS15 proceedings [pub]", "chip_images": None, "xlim": (0.2, 1000), "ylim": (92.3, 99.8),
-              "ranges": False, "note": ""},
+              "ranges": False, "note": "", "text_at": (0.97, "top")},
     "cifar10": {"model": "experiments/models/truenorth_native_cifar10.npz", "json": "truenorth_native_cifar10.json",
                 "png": "truenorth_native_vs_ess16.png", "name": "CIFAR-10", "published": ESS16,
                 "source": "ESS16 per-dataset table as docs/references.md section 1 quotes it [unsure]",
                 "chip_images": 1000, "xlim": (1, 1000), "ylim": None, "ranges": True,
-                "note": " (JPEG copy)"},
+                "note": " (JPEG copy)", "text_at": (0.03, "bottom")},
 }
 
 
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         acc = 100 * r["accuracy"]
         if r in singles and i:
             label = None
+        elif len(singles) == 1:
+            label = f"ours, 1 member ({acc:.2f} %, {r['cores']} cores)"
         elif r in singles:
             label = f"single members ({100 * min(s['accuracy'] for s in singles):.2f}-" \
                     f"{100 * max(s['accuracy'] for s in singles):.2f} %, {r['cores']} cores each)"
@@ -195,17 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     for e, a, n in ds["published"]:
         if e is None:                                              # accuracy only: a line across
             ax.axhline(a, color="k", ls="--", lw=1, zorder=1)
-            ax.annotate(f"{n}: {a} % (published; energy not in our sources)", (ds["xlim"][0], a),
-                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(f"{n}: {a} % (published; energy not in our sources)", (ds["xlim"][1], a),
+                        textcoords="offset points", xytext=(-4, 4), ha="right", fontsize=8)
             continue
         ax.scatter(e * 1e6, a, marker="*", s=160, color="k", zorder=3)
         ax.annotate(f"{n}\n(published)", (e * 1e6, a), textcoords="offset points", xytext=(9, -3), va="center",
                     fontsize=8)
     paper = ds["published"][0][2].split(",")[0]
     ax.scatter([], [], marker="*", s=160, color="k", label=f"{paper} (published)")
-    ax.text(0.02, 0.97, "ours, emulated chip: filled = whole-chip leakage,\nhollow = per-core leakage (cores / 4096)"
+    ax.text(0.02, ds["text_at"][0], "ours, emulated chip: filled = whole-chip leakage,\nhollow = per-core leakage (cores / 4096)"
             + ("\nenergy modeled; bars: the cost model's low-high range" if ds["ranges"] else ""),
-            transform=ax.transAxes, va="top", fontsize=8)
+            transform=ax.transAxes, va=ds["text_at"][1], fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("energy per image (uJ); ours at 0.8 V, 1 kHz tick, pipelined: 1,000 frames/s")
     ax.set_ylabel(f"{ds['name']}{ds['note']} test accuracy (%), {len(y):,} images")
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_xlim(*ds["xlim"])
     if ds["ylim"]:
         ax.set_ylim(*ds["ylim"])
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right" if ds["text_at"][1] == "top" else "center right")
     fig.tight_layout()
     with atomic_path(args.out / ds["png"]) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
