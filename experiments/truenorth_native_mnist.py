@@ -63,6 +63,12 @@ DATASETS = {
 }
 
 
+def _span(values) -> str:
+    """"a" or "low-high" of integers, with thousands separators."""
+    lo, hi = min(values := list(values)), max(values)
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
+
 def _costs(act: dict, cores: int, depth: int) -> list:
     """Energy per image and frames/s at each tick and voltage, whole chips and per-core share, pipelined; the
     first two rows are 1 kHz at 0.8 V (whole, share)."""
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             b = bits[start:start + CHUNK]
             spikes, scores = forward(member, b)
             numpy_scores[m, start:start + len(b)] = scores
-            if not np.array_equal(scores[:n_chip - start], run.scores[m, start:start + len(b)]):
+            on_chip = max(0, min(len(b), n_chip - start))            # of these images, those the chip ran
+            if not np.array_equal(scores[:on_chip], run.scores[m, start:start + on_chip]):
                 print(f"error: member {m}: chip and numpy forward differ on images {start}..", file=sys.stderr)
                 return 1
             a = activity(chip, layout, m, b.reshape(len(b), -1), [s.reshape(len(b), -1) for s in spikes])
@@ -184,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             label = f"ours, 1 member ({acc:.2f} %, {r['cores']} cores)"
         elif r in singles:
             label = f"single members ({100 * min(s['accuracy'] for s in singles):.2f}-" \
-                    f"{100 * max(s['accuracy'] for s in singles):.2f} %, {r['cores']} cores each)"
+                    f"{100 * max(s['accuracy'] for s in singles):.2f} %, " \
+                    f"{_span(s['cores'] for s in singles)} cores each)"
         else:
             label = f"{r['name']} ({acc:.2f} %, {r['cores']} cores)"
         ax.plot([per_core, whole], [acc, acc], color=color, lw=1, alpha=0.5, zorder=1)
@@ -205,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     fontsize=8)
     paper = ds["published"][0][2].split(",")[0]
     ax.scatter([], [], marker="*", s=160, color="k", label=f"{paper} (published)")
-    ax.text(0.02, ds["text_at"][0], "ours, emulated chip: filled = whole-chip leakage,\nhollow = per-core leakage (cores / 4096)"
+    ax.text(0.02, ds["text_at"][0],
+            "ours, emulated chip: filled = whole-chip leakage,\nhollow = per-core leakage (cores / 4096)"
             + ("\nenergy modeled; bars: the cost model's low-high range" if ds["ranges"] else ""),
             transform=ax.transAxes, va=ds["text_at"][1], fontsize=8)
     ax.set_xscale("log")
