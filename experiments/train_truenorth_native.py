@@ -1,4 +1,4 @@
-"""Train TrueNorth-native MNIST networks (the ESS15/ESS16 approach) and export integer codes and thresholds.
+"""Train TrueNorth-native MNIST or CIFAR-10 networks (the ESS15/ESS16 approach); export integer codes and thresholds.
 
 Every neuron respects a TrueNorth core from the start (docs/references.md section 1; ESS16's constraints):
 trinary weights {-1, 0, +1} (a +/- axon pair per input, so at most 128 distinct inputs per neuron),
@@ -14,6 +14,18 @@ Architecture "a" (the default, shipped):
 
 Architecture "b" (tried: 96.5 % against a's 97.4 % after 2 epochs, seed 0) starts with a 5 x 5 stride-2 conv
 and needs a fourth 2 x 2 layer before the output to see the whole image.
+
+Architecture "c" (CIFAR-10's default; sized to train in under an hour on one thread, far below one chip):
+
+    input   3 x 32 x 32, 4 thermometer levels per colour (> 0.2, 0.4, 0.6, 0.8)   -> 12 x 32 x 32 bits
+    conv1   12 -> 128, 3 x 3, stride 2, pad 1                          -> 128 x 16 x 16   fan-in 108
+    conv2   128 -> 256, 2 x 2, stride 2, 4 groups                      -> 256 x 8 x 8     fan-in 128
+    conv3   256 -> 256, 3 x 3, stride 1, pad 1, 32 groups              -> 256 x 8 x 8     fan-in 72
+    conv4   256 -> 512, 2 x 2, stride 2, 8 groups                      -> 512 x 4 x 4     fan-in 128
+    conv5   512 -> 1024, 2 x 2, stride 2, 16 groups                    -> 1024 x 2 x 2    fan-in 128
+    out     1024 -> 32 groups x 10 x P, 2 x 2, stride 2, 32 groups     -> 320 P x 1 x 1   fan-in 128
+
+CIFAR-10 training adds random horizontal flips to the shifts.
 
 Each layer: a conv with trinary codes, batch norm, Heaviside spike (the output layer too). Output channel c
 of a group votes for class (c mod 10 P) // P; a class's score is its number of output spikes (population code).
@@ -32,10 +44,14 @@ that of the exported integers (``chips.truenorth.native.forward``, numpy only).
 Usage (from the repository root):
 
     NEURO_DATA=../shared/datasets python experiments/train_truenorth_native.py --seeds 0 1 2 [--epochs 6]
-        [--arch a] [--pop 4] [--jobs 2] [--out experiments/models]
+        [--dataset mnist] [--arch a] [--pop 4] [--jobs 2] [--out experiments/models] [--time-limit MINUTES]
 
-Writes <out>/truenorth_native.npz (one set of arrays per member) and <out>/truenorth_native.json; ``--add``
-appends the new members to the model already there (its members are kept as they are).
+Writes <out>/truenorth_native.npz (MNIST; truenorth_native_cifar10.npz for CIFAR-10: one set of arrays per
+member) and the .json beside it; ``--add`` appends the new members to the model already there (its members
+are kept as they are). After every epoch each member is also written alone to <stem>.seed<S>.npz / .json
+(removed at the end), so a run cut short leaves a usable model. ``--time-limit``: a member starts no epoch
+that would end after this many minutes of its training (the first always runs; its longest epoch so far,
+evaluation included, as the estimate); the learning-rate schedule is then cut short too.
 """
 
 from __future__ import annotations
@@ -55,7 +71,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from chips.truenorth.native import INPUT_LEVELS, Layer, Member, encode, forward, load_members, save_members
+from chips.truenorth.native import DATASET_LEVELS, Layer, Member, encode, forward, load_members, save_members
+from neuro.atomic import atomic_path
 from neuro.datasets import load
 
 NUM_THREADS = 1
@@ -69,7 +86,12 @@ BN_EPS = 1e-4
 ARCHS = {
     "a": (((2, 128, 8, 4, 4, 1), (128, 512, 2, 2, 0, 4), (512, 1024, 2, 2, 0, 16)), (1024, 32)),
     "b": (((2, 32, 5, 2, 4, 1), (32, 128, 2, 2, 0, 1), (128, 512, 2, 2, 0, 4), (512, 512, 2, 2, 0, 16)), (512, 16)),
+    "c": (((12, 128, 3, 2, 1, 1), (128, 256, 2, 2, 0, 4), (256, 256, 3, 1, 1, 32), (256, 512, 2, 2, 0, 8),
+           (512, 1024, 2, 2, 0, 16)), (1024, 32)),
 }
+# per dataset: default architecture, model file stem, random horizontal flips, name in the records
+DATASETS = {"mnist": ("a", "truenorth_native", False, "MNIST"),
+            "cifar10": ("c", "truenorth_native_cifar10", True, "CIFAR-10 (JPEG copy: pixels are JPEG re-encodings)")}
 CLASSES = 10
 
 
@@ -153,7 +175,7 @@ class NativeNet(nn.Module):
 
 
 @torch.no_grad()
-def recalibrate(model: NativeNet, x: torch.Tensor) -> None:
+def recalibrate(model: NativeNet, x: torch.Tensor, levels: tuple) -> None:
     """Batch norm eval statistics = the mean over ``x`` of train-mode batch statistics (the running averages
     lag the fast-changing binary network: 27 % vs 75 % test accuracy after 300 steps in a trial)."""
     bns = [layer.bn for layer in model.layers]
@@ -162,7 +184,7 @@ def recalibrate(model: NativeNet, x: torch.Tensor) -> None:
         bn.momentum = None                                        # cumulative average
     model.train()
     for start in range(0, len(x), 500):
-        model(torch.from_numpy(encode(x[start:start + 500].numpy())).float())
+        model(torch.from_numpy(encode(x[start:start + 500].numpy(), levels)).float())
     for bn in bns:
         bn.momentum = 0.1
     model.eval()
@@ -179,11 +201,30 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-def train_member(seed: int, epochs: int, arch: str, pop: int) -> tuple[Member, dict]:
-    """Train one member on one thread; return its exported integers and its record (history, accuracy, time)."""
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def write_model(npz: Path, members: list, meta: dict) -> None:
+    """Write the members' integers and their record, each file atomically."""
+    with atomic_path(npz) as tmp:
+        save_members(tmp, members)
+    meta = {"model": meta.get("model"), "file": npz.name, "file_bytes": npz.stat().st_size} | meta
+    with atomic_path(npz.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def train_member(seed: int, epochs: int, arch: str, pop: int, dataset: str = "mnist", checkpoint: Path | None = None,
+                 time_limit_s: float = float("inf")) -> tuple[Member, dict]:
+    """Train one member on one thread; return its exported integers and its record (history, accuracy, time).
+    ``checkpoint``: write the member alone there after every epoch; ``time_limit_s``: start no epoch that
+    would end later (module docstring)."""
     torch.set_num_threads(NUM_THREADS)
-    x_train, y_train = load("mnist", split="train")
-    x_test, y_test = load("mnist", split="test")
+    levels, flips = DATASET_LEVELS[dataset], DATASETS[dataset][2]
+    x_train, y_train = load(dataset, split="train")
+    x_test, y_test = load(dataset, split="test")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = NativeNet(arch, pop)
@@ -193,16 +234,20 @@ def train_member(seed: int, epochs: int, arch: str, pop: int) -> tuple[Member, d
                                                 pct_start=0.15)
     xt = torch.tensor(x_train, dtype=torch.float32)
     yt = torch.tensor(y_train, dtype=torch.int64)
-    test_bits = encode(x_test)
-    history, t_train = [], 0.0
+    test_bits = encode(x_test, levels)
+    history, t_train, t_start, longest = [], 0.0, time.perf_counter(), 0.0
     for epoch in range(1, epochs + 1):
+        if history and time.perf_counter() - t_start + longest > time_limit_s:
+            print(f"seed {seed}: time limit: stopping after epoch {epoch - 1}/{epochs}", flush=True)
+            break
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         total, correct = 0.0, 0
         for step in range(steps):
             idx = perm[step * BATCH_SIZE:(step + 1) * BATCH_SIZE]
-            xb = torch.from_numpy(encode(random_shift(xt[idx], MAX_SHIFT, gen).numpy())).float()
+            xb = random_shift(xt[idx], MAX_SHIFT, gen)
+            xb = torch.from_numpy(encode((random_flip(xb, gen) if flips else xb).numpy(), levels)).float()
             logits = model(xb)
             loss = F.cross_entropy(logits, yt[idx])
             opt.zero_grad(set_to_none=True)
@@ -213,54 +258,68 @@ def train_member(seed: int, epochs: int, arch: str, pop: int) -> tuple[Member, d
             correct += int((logits.argmax(1) == yt[idx]).sum())
         dt = time.perf_counter() - t0
         t_train += dt
-        recalibrate(model, xt[:RECAL_IMAGES])
+        recalibrate(model, xt[:RECAL_IMAGES], levels)
         member = model.export()
         acc = float((forward(member, test_bits)[1].argmax(1) == y_test).mean())
+        longest = max(longest, time.perf_counter() - t0)
         history.append({"epoch": epoch, "train_loss": round(total / len(xt), 5),
                         "train_accuracy": round(correct / len(xt), 4), "test_accuracy": round(acc, 4),
                         "seconds": round(dt, 1)})
         print(f"seed {seed} epoch {epoch}/{epochs}  loss {total / len(xt):.4f}  train {100 * correct / len(xt):.2f} %"
               f"  test (integer export) {100 * acc:.2f} %  ({dt:.0f} s)", flush=True)
-    return member, {"seed": seed, "test_accuracy": acc, "training_time_s": round(t_train, 1), "history": history}
+        record = {"seed": seed, "test_accuracy": acc, "training_time_s": round(t_train, 1), "history": history}
+        if checkpoint is not None:
+            write_model(checkpoint, [member], {"model": checkpoint.stem,
+                                               "checkpoint_of": f"seed {seed}, epoch {epoch}/{epochs}", **record})
+    if len(history) < epochs:
+        record["stopped_early"] = f"time limit {time_limit_s / 60:.0f} min: {len(history)} of {epochs} epochs"
+    return member, record
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs per member (default 6)")
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="a", help="architecture (module docstring)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="data set (default mnist)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), help="architecture (module docstring; default a for "
+                        "MNIST, c for CIFAR-10)")
     parser.add_argument("--pop", type=int, default=4, help="output neurons per class and output group (default 4)")
     parser.add_argument("--jobs", type=int, default=1, help="members trained at once, one process and thread each")
     parser.add_argument("--out", type=Path, default=Path("experiments/models"), help="output directory")
     parser.add_argument("--add", action="store_true", help="append the new members to the model already in --out")
+    parser.add_argument("--time-limit", type=float, default=float("inf"),
+                        help="minutes of training per member after which no epoch starts (module docstring)")
     args = parser.parse_args(argv)
-    npz, json_path = args.out / "truenorth_native.npz", args.out / "truenorth_native.json"
+    arch, stem, _, data_name = DATASETS[args.dataset]
+    args.arch = args.arch or arch
+    npz, json_path = args.out / f"{stem}.npz", args.out / f"{stem}.json"
     command = "python experiments/train_truenorth_native.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.add and not (npz.exists() and json_path.exists()):
         parser.error(f"--add: no model to add to in {args.out}: train one without --add first")
     old_members, old = (load_members(npz), json.loads(json_path.read_text())) if args.add else ([], {})
+    checkpoints = [args.out / f"{stem}.seed{seed}.npz" for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         n = len(args.seeds)
-        done = list(pool.map(train_member, args.seeds, [args.epochs] * n, [args.arch] * n, [args.pop] * n))
+        done = list(pool.map(train_member, args.seeds, [args.epochs] * n, [args.arch] * n, [args.pop] * n,
+                             [args.dataset] * n, checkpoints, [60 * args.time_limit] * n))
     members = old_members + [d[0] for d in done]
     records = old.get("members", []) + [d[1] for d in done]
-    x_test, y_test = load("mnist", split="test")
-    test_bits = encode(x_test)
+    x_test, y_test = load(args.dataset, split="test")
+    test_bits = encode(x_test, DATASET_LEVELS[args.dataset])
     scores = sum(forward(m, test_bits)[1] for m in members)
     ensemble_acc = float((scores.argmax(1) == y_test).mean())
     print(f"ensemble of {len(members)}: {100 * ensemble_acc:.2f} %")
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_members(npz, members)
+    shape = x_test.shape[1:]
+    in_shape = " x ".join(str(d) for d in (shape[1:] if shape[0] == 1 else shape))
     meta = {
-        "model": "truenorth_native",
-        "file": npz.name,
-        "file_bytes": npz.stat().st_size,
+        "model": stem,
         "members": records,
         "ensemble_test_accuracy": ensemble_acc,
-        "test_accuracy_source": "numpy integer forward of the exported codes and thresholds, 10000 MNIST test images",
+        "test_accuracy_source": f"numpy integer forward of the exported codes and thresholds, {len(y_test)} "
+                                f"{data_name} test images",
         "epochs": args.epochs,
         "threads": f"{NUM_THREADS} per member, {args.jobs} members at once",
-        "architecture": {"input": f"28 x 28, thermometer channels pixel > {list(INPUT_LEVELS)}",
+        "architecture": {"input": f"{in_shape}, thermometer channels pixel > {list(DATASET_LEVELS[args.dataset])}",
                          "name": args.arch,
                          "hidden (in, out, kernel, stride, pad, groups)": [list(h) for h in ARCHS[args.arch][0]],
                          "output": f"{ARCHS[args.arch][1][0]} -> {ARCHS[args.arch][1][1]} groups x {CLASSES} x "
@@ -270,14 +329,18 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_size": BATCH_SIZE, "loss": "cross-entropy on spike counts per class x learned temperature",
                      "weights": f"ternary codes per output channel, |w| > {TWN_DELTA} mean |w| (TWN), straight-through",
                      "spikes": "Heaviside forward, max(0, 1 - |x|) surrogate backward",
-                     "augmentation": f"random integer shifts up to +-{MAX_SHIFT} px, zero fill"},
+                     "augmentation": f"random integer shifts up to +-{MAX_SHIFT} px, zero fill"
+                                     + (", random horizontal flips" if DATASETS[args.dataset][2] else "")},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "command": command,
     }
     if args.add:
         meta["previous"] = {k: v for k, v in old.items() if k != "members"}   # how the first members were made
-    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_model(npz, members, meta)
+    for path in checkpoints:
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
     print(f"wrote {npz} and {json_path}")
     return 0
 

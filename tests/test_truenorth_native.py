@@ -11,7 +11,8 @@ import pytest
 
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth.chip import run_chip
-from chips.truenorth.native import Layer, Member, activity, build_chip, classify, encode, forward, load_members
+from chips.truenorth.native import (DATASET_LEVELS, Layer, Member, activity, build_chip, check_member, classify,
+                                    encode, forward, load_members)
 from neuro.errors import NeuroError
 
 MODEL = Path(__file__).resolve().parents[1] / "experiments" / "models" / "truenorth_native.npz"
@@ -77,8 +78,9 @@ def test_memoryless(net):
         assert (core.beta == 0).all() and (core.kappa == 0).all() and (core.v0 == 0).all()
 
 
-def test_fan_in_and_one_target_per_neuron(net):
-    _, _, chip, layout = net
+def _assert_core_limits(chip, layout):
+    """Every neuron reads <= 128 distinct inputs through <= 256 axons, each routed neuron targets one axon and
+    each axon has one source, a core holds <= 256 neurons (copies included)."""
     owner = np.full((len(chip.cores), CORE_NEURONS), -1)    # (core, neuron) -> the network neuron it copies
     for m, maps in enumerate(layout.members):
         for l, lm in enumerate(maps):
@@ -100,6 +102,11 @@ def test_fan_in_and_one_target_per_neuron(net):
         for lm in maps:
             assert lm.copies.min() >= 1
             assert np.bincount(lm.core, weights=lm.copies).max() <= CORE_NEURONS
+            assert max(len(keys) for keys in lm.axon_keys) <= CORE_AXONS
+
+
+def test_fan_in_and_one_target_per_neuron(net):
+    _assert_core_limits(*net[2:])
 
 
 def test_one_classification_per_tick(net):
@@ -138,3 +145,42 @@ def test_shipped_model_on_chip():
     run = classify(members, bits)
     np.testing.assert_array_equal(run.scores.sum(0), sum(forward(m, bits)[1] for m in members))
     assert (run.predictions == y[:200]).mean() >= 0.97
+
+
+def test_cifar10_architecture_fits_one_chip_and_runs_bit_exact():
+    """Architecture "c" (CIFAR-10), untrained but with recalibrated batch norms, exported and run on the chip:
+    its shapes, fan-in <= 128 per neuron, one chip's cores, and chip == numpy integer forward, layer by layer."""
+    torch = pytest.importorskip("torch")
+    from experiments.train_truenorth_native import DATASETS, NativeNet, recalibrate
+
+    levels = DATASET_LEVELS["cifar10"]
+    images = np.random.default_rng(3).random((6, 3, 32, 32), dtype=np.float32)
+    bits = encode(images, levels)
+    assert bits.shape == (6, 12, 32, 32)
+    np.testing.assert_array_equal(bits[:, 3:6], images > levels[1])     # channel l C + c: colour c > level l
+    torch.manual_seed(0)
+    model = NativeNet(DATASETS["cifar10"][0], pop=2)
+    recalibrate(model, torch.from_numpy(images), levels)
+    member = model.export()
+    shapes = check_member(member, bits.shape[1:])
+    assert shapes == [(128, 16, 16), (256, 8, 8), (256, 8, 8), (512, 4, 4), (1024, 2, 2), (640, 1, 1)]
+    assert max(layer.codes[0].size for layer in member.layers) <= CORE_AXONS // 2
+    chip, layout = build_chip([member], bits.shape[1:], probe=True)
+    assert layout.n_cores <= 4096 and layout.depth == 6
+    _assert_core_limits(chip, layout)
+    run = classify([member], bits, probe=True, built=(chip, layout))
+    spikes, scores = forward(member, bits)
+    np.testing.assert_array_equal(run.scores[0], scores)
+    for got, want in zip(run.layer_spikes[0], spikes):
+        np.testing.assert_array_equal(got, want)
+    assert 0 < np.mean([s.mean() for s in spikes]) < 1                  # the network spikes, not all at once
+
+
+def test_mnist_defaults_unchanged():
+    """--dataset mnist keeps architecture a, the file truenorth_native.npz and 2 thermometer levels."""
+    pytest.importorskip("torch")
+    from experiments.train_truenorth_native import DATASETS
+
+    assert DATASETS["mnist"][:3] == ("a", "truenorth_native", False)
+    assert DATASET_LEVELS["mnist"] == (0.25, 0.75)
+    np.testing.assert_array_equal(encode(np.full((1, 1, 2, 2), 0.5, np.float32)), [[[[1, 1], [1, 1]], [[0, 0], [0, 0]]]])

@@ -36,6 +36,9 @@ from chips.truenorth.chip import Chip, placement, run_chip
 from neuro.errors import NeuroError
 
 INPUT_LEVELS = (0.25, 0.75)          # thermometer code of a pixel in [0, 1]: one input bit per level (our choice)
+# per dataset, the thermometer levels of each pixel (of each colour channel); CIFAR-10: 4 levels per colour (our
+# choice: ESS16's encoding of colour images is not in our sources), 12 channels, a 3 x 3 kernel reads 108 inputs
+DATASET_LEVELS = {"mnist": INPUT_LEVELS, "cifar10": (0.2, 0.4, 0.6, 0.8)}
 MAX_FAN_IN = CORE_AXONS // 2         # a +/- axon pair per input (docs/references.md: 256 axons per core)
 THETA_MIN, THETA_MAX = 1 - LEAK_MAX, 1 - LEAK_MIN   # theta = 1 - lambda with lambda in the leak range
 DELAY = 1                            # ticks between layers (route delay 1..15, MER14)
@@ -60,10 +63,11 @@ class Member:
     classes: np.ndarray
 
 
-def encode(images) -> np.ndarray:
-    """Thermometer bits (N, len(INPUT_LEVELS) C, H, W) uint8 of images (N, C, H, W) in [0, 1]."""
+def encode(images, levels=INPUT_LEVELS) -> np.ndarray:
+    """Thermometer bits (N, len(levels) C, H, W) uint8 of images (N, C, H, W) in [0, 1]: channel l C + c is
+    colour c > levels[l]."""
     x = np.asarray(images, np.float32)
-    return np.concatenate([x > level for level in INPUT_LEVELS], axis=1).astype(np.uint8)
+    return np.concatenate([x > level for level in levels], axis=1).astype(np.uint8)
 
 
 def check_member(member: Member, in_shape: tuple, name: str = "network") -> list:
