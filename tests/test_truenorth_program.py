@@ -80,6 +80,27 @@ def test_cores_respect_the_core_format():
     assert len(np.unique(targets, axis=0)) == len(targets)
 
 
+def test_pool_neurons_map_as_a_channel_diagonal_conv():
+    # convert(pool_neurons=True) puts neurons after the pool: it used to crash the mapper (AvgPool2d has no bias)
+    rng = np.random.default_rng(3)
+    net = graph.Network((3, 8, 8), [
+        graph.Conv2d(rng.normal(0, 0.3, (4, 3, 3, 3)), rng.normal(0, 0.05, 4), padding=1), graph.ReLU(),
+        graph.AvgPool2d(2), graph.Flatten(), graph.Dense(rng.normal(0, 0.3, (5, 64)))])
+    images = rng.random((20, 3, 8, 8)).astype(np.float32)
+    snn = convert(net, images, pool_neurons=True, readout="spikes")
+    program = compile_snn(snn, "multilevel", 4)
+    pool = program.mapping.quantised[1][0]
+    expect = np.zeros((4, 4, 2, 2))
+    expect[np.arange(4), np.arange(4)] = 0.25
+    np.testing.assert_array_equal(pool.weight, expect)
+    assert pool.stride == (2, 2) and len(program.mapping.layers) == 3
+    trains = (np.random.default_rng(4).random((2, 30, 192)) < 0.4).astype(np.float32)
+    result, _, runs = run_both(program, trains)
+    for i, run in enumerate(runs):
+        np.testing.assert_array_equal(run.spikes, result.traces[-1]["spikes"][i].astype(bool))
+    assert result.traces[1]["spikes"].sum() > 0                     # the pool's neurons spike
+
+
 @pytest.mark.parametrize("time_batch", [None, 7])
 def test_unpadded_split_conv_and_memory_of_delays(time_batch):
     snn, _ = small_net(seed=5, padding=0)
