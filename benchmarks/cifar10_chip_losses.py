@@ -50,12 +50,12 @@ def _loihi_weights_float(program, snn: SNN) -> SNN:
     the converted SNN's reset, v_init and readout: the 8-bit weight loss alone."""
     conv = [op for op in snn.ops if isinstance(op, Neurons)]
     ops, shape = [], tuple(snn.input_shape)
-    for layer, neurons in zip(program.layers, conv):
+    for layer, neurons, q in zip(program.layers, conv, program.quantisation):
         syn = layer.synapse
         if isinstance(syn, graph.Dense) and len(shape) > 1:
             ops.append(graph.Flatten())
             shape = (int(np.prod(shape)),)
-        unit = float(layer.vth << VTH_SHIFT)
+        unit = float(q["vth"] << VTH_SHIFT)   # the quantisation's unit (a probed output layer's vth differs)
         w = layer.weights * 2.0 ** (layer.weight_exp + 6) / unit
         bias = np.asarray(layer.bias(), np.float64) / unit
         op = graph.Dense(w, bias) if isinstance(syn, graph.Dense) else \
