@@ -297,6 +297,28 @@ def test_potential_readout_probes_the_output_layers_v():
         np.testing.assert_array_equal(a.weights, b.weights)
 
 
+def test_reset_threshold_lowers_subtracting_layers_thresholds_only():
+    rng = np.random.default_rng(6)
+    net = _small_cnn(rng)
+    images = rng.random((20, 1, 10, 10)).astype(np.float32)
+    snn = convert(net, images, readout="potential")   # reset by subtraction, replaced by reset to zero
+    plain, half = compile_snn(snn), compile_snn(snn, reset_threshold=0.5)
+    for k, (a, b) in enumerate(zip(plain.layers, half.layers)):
+        gain = 2.0 if k < len(plain.layers) - 1 else 1.0   # the probed output layer does not spike
+        wa = a.weights * 2.0 ** a.weight_exp / plain.quantisation[k]["vth"]
+        wb = b.weights * 2.0 ** b.weight_exp / half.quantisation[k]["vth"]
+        step_a, step_b = (2.0 ** c.weight_exp / p.quantisation[k]["vth"] for c, p in ((a, plain), (b, half)))
+        np.testing.assert_allclose(wb, gain * wa, rtol=0, atol=step_b + gain * step_a)   # one mantissa step each
+        assert np.abs(wb - gain * wa).max() < 0.05 * np.abs(wa).max()
+    assert any("lowered to 0.5" in d for d in half.deviations)
+    assert not any("lowered" in d for d in plain.deviations)
+    zero = convert(net, images, reset="zero", readout="potential")   # nothing to compensate
+    np.testing.assert_array_equal(compile_snn(zero, reset_threshold=0.5).layers[0].weights,
+                                  compile_snn(zero).layers[0].weights)
+    with pytest.raises(NeuroError, match="reset_threshold is 1.5"):
+        compile_snn(snn, reset_threshold=1.5)
+
+
 def test_compile_refuses_max_pooling_and_unfit_weights():
     conv = graph.Conv2d(np.ones((2, 1, 3, 3)))
     with pytest.raises(NeuroError, match="MaxPoolGate"):

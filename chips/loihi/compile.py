@@ -6,7 +6,7 @@ formats, average pools folded into the next convolution; docs/chips/loihi.md "Co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,24 +50,33 @@ class LoihiProgram:
         return cost(map_program(self), activity_from_result(self, result), steps_per_inference, coefficients)
 
 
-def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
+def compile_snn(snn: SNN, vth: int = DEFAULT_VTH, reset_threshold: float = 1.0) -> LoihiProgram:
     """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
     the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
     zero (the chip's native reset; a subtractive reset is not emulated). Readout as the SNN's: spikes (class =
     most spikes), or potential: the output layer's v read by a voltage probe (Lava's Monitor, NxSDK's probes;
-    NxTF reads its output layer the same way), its threshold at VTH_MAX so that it never spikes."""
+    NxTF reads its output layer the same way), its threshold at VTH_MAX so that it never spikes.
+    ``reset_threshold``: the threshold of every spiking layer whose SNN neurons reset by subtraction, as a
+    fraction of the converted one: reset to zero drops the charge above the threshold at each spike, the error
+    term Rueckauer et al. 2017 derive for it (docs/references.md), which a lower threshold gives back on average
+    (1: no compensation; a choice, measured in docs/results.md)."""
+    if not 0 < reset_threshold <= 1:
+        raise NeuroError(f"reset_threshold is {reset_threshold}: give a fraction of the threshold in (0, 1]")
     found, folded = layers(snn, "Loihi", _fan_in_before_fold)
     compiled, report = [], []
     for k, layer in enumerate(found):
         probed = snn.readout == "potential" and k == len(found) - 1
-        quantised, errors = _quantize_layer(layer.synapse, layer.neurons, READOUT_VTH if probed else vth,
+        neurons = layer.neurons
+        if neurons.reset == "subtract" and not probed:
+            neurons = replace(neurons, threshold=neurons.threshold * reset_threshold)
+        quantised, errors = _quantize_layer(layer.synapse, neurons, READOUT_VTH if probed else vth,
                                             layer.name, VTH_MAX if probed else None)
         if isinstance(layer.synapse, graph.Dense):
             _check_fan_in(layer.name, int(np.count_nonzero(quantised.weights, axis=1).max(initial=0)))
         compiled.append(quantised)
         report.append(errors)
     return LoihiProgram(compiled, program_snn(compiled, snn.input_shape, snn.readout), report,
-                        _deviations(snn, report, folded))
+                        _deviations(snn, report, folded, reset_threshold))
 
 
 def _check_fan_in(name: str, fan_in: int, floor: str = "") -> None:
@@ -90,14 +99,15 @@ def _fan_in_before_fold(where: str, first, in_shape, second) -> None:
     _check_fan_in(where, int(kept) * first.kernel[0] * first.kernel[1], "at least ")
 
 
-def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
+def _deviations(snn: SNN, report: list[dict], folded: list[str], reset_threshold: float) -> list[str]:
     """One line per way the compiled program differs from the converted SNN, for the results and the report."""
     out = list(folded)
     subtract = [q["layer"] for q, n in zip(report, (op for op in snn.ops if isinstance(op, Neurons)))
                 if n.reset == "subtract"]
     if subtract:
         out.append(f"reset by subtraction replaced by reset to zero (Loihi's native reset) in {len(subtract)} of "
-                   f"{len(report)} layers")
+                   f"{len(report)} layers" + ("" if reset_threshold == 1 else f", their spiking thresholds lowered to "
+                   f"{reset_threshold:g} of the converted ones to give back the charge a reset to zero drops"))
     if snn.readout == "potential":
         out.append("potential readout: the output layer's v read by a voltage probe every step (class = largest v); "
                    f"v in units of 1/{READOUT_VTH << VTH_SHIFT} threshold, saturating at +-{(1 << 17) // READOUT_VTH} "
