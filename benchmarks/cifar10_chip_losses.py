@@ -65,12 +65,31 @@ def _loihi_weights_float(program, snn: SNN) -> SNN:
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
 
 
+def _truenorth_weights_float(program, snn: SNN) -> SNN:
+    """The TrueNorth mapping's quantised weights (codes x per-neuron scale, pools folded) with float biases, run
+    by the converted SNN's float neurons: the weight-code loss alone, without split, merge or delays."""
+    conv = [op for op in snn.ops if isinstance(op, Neurons)]
+    ops, shape = [], tuple(snn.input_shape)
+    for (layer, q), neurons in zip(program.mapping.quantised, conv):
+        w = q.weights.reshape(layer.weight.shape)
+        if w.ndim == 2:
+            if len(shape) > 1:
+                ops.append(graph.Flatten())
+                shape = (int(np.prod(shape)),)
+            op = graph.Dense(w, layer.bias)
+        else:
+            op = graph.Conv2d(w, layer.bias, layer.stride, layer.padding)
+        ops += [Synapses(op), neurons]
+        shape = op.output_shape(shape)
+    return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--timesteps", type=int, default=128)
     ap.add_argument("--encoding", default="regular")
-    ap.add_argument("--only", default="", help="comma-separated row names to run (default: all)")
+    ap.add_argument("--only", default="", help="row names to run, separated by | (default: all)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
@@ -91,10 +110,15 @@ def main() -> None:
         "float, reset to zero + spiking readout": (lambda: Engine(_variant(snn, reset="zero", readout="spikes")),
                                                    args.encoding),
         "float, Loihi 8-bit weights": (lambda: Engine(_loihi_weights_float(loihi, snn)), args.encoding),
-        "Loihi": (lambda: Engine(loihi.snn, loihi.backend()), args.encoding),
+        "Loihi": (lambda: _loihi(snn, {}), args.encoding),
+        "float, TrueNorth 4-bit weight codes": (lambda: Engine(_truenorth_weights_float(_program(snn, {}), snn)),
+                                                args.encoding),
+        "float, reset to zero, thresholds x 0.7": (lambda: Engine(_variant(snn, reset="zero", threshold=0.7)),
+                                                   args.encoding),
+        "Loihi, reset_threshold 0.7": (lambda: _loihi(snn, {"reset_threshold": 0.7}), args.encoding),
         "TrueNorth (multilevel 4, its widest)": (lambda: _tn(snn, {}), args.encoding),
     }
-    only = [s for s in args.only.split(",") if s]
+    only = [s for s in args.only.split("|") if s]
     out = dict(n=args.n, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc, rows={})
     steps = [s for s in (16, 32, 48, 64, 96, 128, 192, 256) if s <= args.timesteps]
     print(f"ANN on these {args.n} images: {100 * ann_acc:.2f} %; accuracy (%) at steps {steps}")
@@ -113,8 +137,17 @@ def main() -> None:
             json.dump(out, f, indent=1)
 
 
+def _program(snn, options, chip="truenorth"):
+    return chips.compile_for(chip, snn, "rate", options)
+
+
 def _tn(snn, options):
-    program = chips.compile_for("truenorth", snn, "rate", options)
+    program = _program(snn, options)
+    return Engine(program.snn, program.backend())
+
+
+def _loihi(snn, options):
+    program = _program(snn, options, "loihi")
     return Engine(program.snn, program.backend())
 
 

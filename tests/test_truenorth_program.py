@@ -10,11 +10,12 @@ import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth.chip import run_chip
 from chips.truenorth.cores import engine_index, build_chip
-from chips.truenorth.program import COEFFICIENTS, compile_snn
+from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, compile_snn
 from neuro import encode, graph
 from neuro.convert import convert
 from neuro.errors import NeuroError
 from neuro.sim import Engine
+from neuro.snn import SNN, Neurons, Synapses
 
 from conftest import REFERENCE_ONNX
 
@@ -78,6 +79,25 @@ def test_cores_respect_the_core_format():
     # a neuron targets one axon: no axon of a compute core is fed by two neurons
     targets = chip.routes[routed][:, :2]
     assert len(np.unique(targets, axis=0)) == len(targets)
+
+
+def test_split_fan_in_sends_a_piece_sum_that_rises_and_falls_back():
+    # one output, 128 inputs: two pieces under multilevel 4 (64 inputs per core). Piece 0's sum rises by 5
+    # thresholds (input 0) and falls back (input 1): the output neuron must end 5 thresholds below where it
+    # spiked, as the float SNN does; partial neurons without a floor at 0 sent +5 and never the -5
+    w = np.zeros((1, 128))
+    w[0, 0], w[0, 1], w[0, 100] = 0.5, -0.5, 0.01
+    snn = SNN((128,), [Synapses(graph.Dense(w)), Neurons(1.0, v_init=0.0)], readout="spikes")
+    program = compile_snn(snn, "multilevel", 4)
+    assert program.mapping.layers[0].pieces == 2
+    trains = np.zeros((1, 40, 128), np.float32)
+    trains[0, :10, 0] = trains[0, 10:20, 1] = 1
+    result, _, runs = run_both(program, trains)
+    np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+    assert result.traces[-1]["spikes"][0].sum() == 5                    # + partial: 5 thresholds, sent on
+    v_end = result.traces[-1]["v"][0, -1, 0] / MERGE_UNIT               # merge neuron, in thresholds
+    assert -5 <= v_end < -4                                             # the - partial's 5 thresholds arrived
+    assert result.traces[0]["spikes"][0, :, 1].sum() == 5               # the - partial of piece 0 fired 5 times
 
 
 def test_pool_neurons_map_as_a_channel_diagonal_conv():
