@@ -199,8 +199,6 @@ def test_event_and_dense_paths_give_identical_runs():
     runs = [Engine(snn, event_threshold=t).run(x, net.predict(x), 30, progress=False) for t in (0.0, 2.0)]
     np.testing.assert_array_equal(runs[0].correct_by_step, runs[1].correct_by_step)
     np.testing.assert_array_equal(runs[0].predictions, runs[1].predictions)
-    np.testing.assert_array_equal(runs[0].spike_counts[0], runs[1].spike_counts[0])
-    assert runs[0].spike_counts[0].sum() > 0
     assert runs[0].layers[3].dense_steps > 0 and runs[1].layers[3].event_steps > 0
 
 

@@ -324,10 +324,13 @@ def test_per_chip_tables_set_coefficients_and_options(tmp_path, mnist_test):
     assert any("trinary" in d for d in run["truenorth"].deviations)
 
 
-def test_chips_need_the_rate_encoding(tmp_path, mnist_test):
+def test_chips_need_a_spike_encoding(tmp_path, mnist_test):
     text = TINY.replace('chips = ["float"]', 'chips = ["loihi"]')
-    with pytest.raises(NeuroError, match="rate encoding"):
+    with pytest.raises(NeuroError, match="use the rate or regular encoding"):
         experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
+    poisson = TINY.replace('chips = ["float"]', 'chips = ["float"]\nencoding = "poisson"')
+    with pytest.raises(NeuroError, match="emulation.encoding.*'rate', 'regular'"):
+        experiment.run_experiment(write_config(tmp_path, poisson), tmp_path / "out2", progress=False)
 
 
 def test_ci_fails_when_the_lava_tests_cannot_run(tmp_path):

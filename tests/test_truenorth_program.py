@@ -162,7 +162,7 @@ def test_bad_networks_name_the_layer():
     wide = convert(graph.Network((40000,), [graph.Dense(rng.normal(size=(2, 40000)))]), rng.random((3, 40000)))
     with pytest.raises(NeuroError, match="fan-in 40000"):
         compile_snn(wide, "multilevel", 4)
-    with pytest.raises(NeuroError, match="rate encoding"):
+    with pytest.raises(NeuroError, match="use the rate or regular encoding"):
         chips.compile_for("truenorth", leaky, "current")
 
 
