@@ -311,7 +311,7 @@ def test_per_chip_tables_set_coefficients_and_options(tmp_path, mnist_test):
         '[chips.truenorth]\nscheme = "trinary"\ntick_hz = 1000\n'
     config = experiment.load_config(write_config(tmp_path, text))
     options, coefficients = config.chip("loihi")
-    assert options == {"vth": 512} and coefficients.name == "hot" and coefficients["static_w"] == 0.2
+    assert options == {"vth": 512, "reset_threshold": 1.0} and coefficients.name == "hot" and coefficients["static_w"] == 0.2
     assert coefficients["e_synop_dense"] == 23.6e-12          # the rest from its base
     path = experiment.run_experiment(config.path, tmp_path / "out", progress=False)
     run = results.read(path).chips
