@@ -107,7 +107,8 @@ def _deviations(snn: SNN, report: list[dict], folded: list[str], reset_threshold
     if subtract:
         out.append(f"reset by subtraction replaced by reset to zero (Loihi's native reset) in {len(subtract)} of "
                    f"{len(report)} layers" + ("" if reset_threshold == 1 else f", their spiking thresholds lowered to "
-                   f"{reset_threshold:g} of the converted ones to give back the charge a reset to zero drops"))
+                   f"{reset_threshold:g} of the converted ones to give back the charge a reset to zero drops"
+                   + (" (a probed output layer does not spike)" if snn.readout == "potential" else "")))
     if snn.readout == "potential":
         out.append("potential readout: the output layer's v read by a voltage probe every step (class = largest v); "
                    f"v in units of 1/{READOUT_VTH << VTH_SHIFT} threshold, saturating at +-{(1 << 17) // READOUT_VTH} "
