@@ -17,6 +17,7 @@ import re
 from importlib.metadata import entry_points
 
 from chips.api import Chip
+from neuro.encode import SPIKE_ENCODINGS
 from neuro.errors import NeuroError
 
 GROUP = "neuro.chips"
@@ -98,11 +99,11 @@ def _load(name: str, target: str) -> Chip:
 
 def compile_for(name: str, snn, encoding: str, options: dict | None = None):
     """``snn`` compiled for chip ``name`` with its ``options`` (checked; the rest at their defaults); the encoding
-    must be one the chip takes (``Chip.encodings``: most chips' cores take input spikes only, i.e. rate)."""
+    must be one the chip takes (``Chip.encodings``: most chips' cores take input spikes only: rate or regular)."""
     chip = get(name)
     if encoding not in chip.encodings:
-        raise NeuroError(f"the {name} chip model takes input spikes, not analog currents: use the rate encoding "
-                         f"(got {encoding!r})" if tuple(chip.encodings) == ("rate",) else
+        raise NeuroError(f"the {name} chip model takes input spikes, not analog currents: use the rate or regular "
+                         f"encoding (got {encoding!r})" if tuple(chip.encodings) == SPIKE_ENCODINGS else
                          f"the {name} chip model takes the {' or '.join(chip.encodings)} encoding, not {encoding!r}")
     return chip.compile(snn, **chip.check_options(options or {}, f"{name} options"))
 

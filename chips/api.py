@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from neuro.encode import SPIKE_ENCODINGS
 from neuro.errors import NeuroError
 from neuro.published import PublishedPoint
 from neuro.sim import Backend, NeuronModel, SimResult
@@ -137,7 +138,7 @@ class Chip:
     report; ``wide_options``: the options with the chip's finest weights (the conformance check runs the
     program they give against the float SNN); ``coefficient_files``: whether its cost takes a user's TOML file
     (False: only the shipped sets, e.g. a model fitted to them at import); ``encodings``: the input encodings
-    its program takes (rate: input spikes; current: the frame itself, as graded spikes)."""
+    its program takes (rate, regular: input spikes; current: the frame itself, as graded spikes)."""
 
     name: str
     title: str                        # how messages name it, e.g. "Loihi"
@@ -148,7 +149,7 @@ class Chip:
     published: Sequence[PublishedPoint] = ()
     wide_options: Mapping[str, Any] = field(default_factory=dict)
     coefficient_files: bool = True
-    encodings: Sequence[str] = ("rate",)   # the input encodings its program takes ("current": graded input, e.g. Loihi 2)
+    encodings: Sequence[str] = SPIKE_ENCODINGS   # the input encodings its program takes ("current": graded input, e.g. Loihi 2)
 
     def __post_init__(self):
         if not self.coefficients:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import chips
+from neuro import encode
 from neuro.errors import NeuroError, Terminated, os_error
 
 # commands whose parser and function live in their own module: imported only when that command runs or the full
@@ -69,7 +70,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="take the N images spread evenly over the split instead of the first N (class-balanced "
                         "on a split stored class by class, as the CIFAR-10 JPEG copy's)")
     s.add_argument("--timesteps", "-T", type=int, default=32, help="time steps per image (default: 32)")
-    s.add_argument("--encoding", choices=("current", "rate"), default="current", help="input encoding")
+    s.add_argument("--encoding", choices=encode.ENCODINGS, default="current",
+                   help="input encoding (regular: deterministic integrate-and-fire spikes per pixel)")
     s.add_argument("--batch-size", type=int, default=256, help="images simulated together (default: 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the rate encoding (default: 0)")
     s.add_argument("--chip", help="emulate on this chip model (see `neuro chips`); default: the float SNN")

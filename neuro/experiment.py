@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import chips
-from neuro import datasets, lock, results
+from neuro import datasets, encode, lock, results
 from neuro.atomic import stale_temps
 from neuro.baselines import PLATFORMS, Settings, measure, read_json, system
 from neuro.baselines.results import Value
@@ -66,7 +66,7 @@ SCHEMA = {
     "emulation": {
         "chips": (list[str], [FLOAT], None),
         "timesteps": (int, 32, _positive),
-        "encoding": (str, "current", _one_of("current", "rate")),
+        "encoding": (str, "current", _one_of(*encode.ENCODINGS)),
         "batch_size": (int, 256, _positive),
         "coefficients": (str, "", None),       # every chip's set unless [chips.<name>] names one; "": each default
     },

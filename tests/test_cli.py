@@ -120,9 +120,22 @@ def test_simulate_on_truenorth_adds_the_chip_cost(snn_file, capsys):
     assert "takes only its own coefficient sets (ako15), not 'dav18'" in capsys.readouterr().err
 
 
+def test_simulate_regular_encoding_on_loihi(snn_file, capsys):
+    # the deterministic encoding: the same chip run twice gives the same accuracy curve and energy, seed or not
+    outs = []
+    for seed in ("0", "5"):
+        capsys.readouterr()
+        assert main(["simulate", str(snn_file), "--n", "6", "--timesteps", "5", "--encoding", "regular", "--seed", seed,
+                     "--chip", "loihi", "--json", "--no-progress"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["encoding"] == "regular" and outs[0]["chip"] == "loihi"
+    assert outs[0]["accuracy_by_step"] == outs[1]["accuracy_by_step"]
+    assert outs[0]["energy_per_inference_j"] == outs[1]["energy_per_inference_j"] > 0
+
+
 def test_chip_errors(snn_file, capsys):
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "loihi", "--no-progress"]) == 2
-    assert "rate encoding" in capsys.readouterr().err
+    assert "use the rate or regular encoding" in capsys.readouterr().err
     assert main(["simulate", str(snn_file), "--n", "4", "--chip", "spinnaker", "--encoding", "rate"]) == 2
     err = capsys.readouterr().err
     assert "no chip model named 'spinnaker'" in err and "loihi" in err and "truenorth" in err  # built-ins among them

@@ -157,6 +157,53 @@ def test_rate_encoding_is_seeded_and_unbiased():
         Encoder("morse", 0)
 
 
+def _regular_train(img, steps, start=0):
+    enc = Encoder("regular", 0).for_batch(img, start)
+    return np.stack([enc.step().copy() for _ in range(steps)])
+
+
+def test_regular_encoding_spikes_at_known_steps():
+    # accumulator from 1/2, + p per step, spike and -1 at >= 1: p = 0.25 reaches 1 at steps 2 and 6 (1-based)
+    img = np.array([[[[0.25, 0.0, 1.0, 0.5, 0.1, 0.75]]]], np.float32)
+    train = _regular_train(img, 8)[:, 0]
+    np.testing.assert_array_equal(np.flatnonzero(train[:, 0]) + 1, [2, 6])
+    np.testing.assert_array_equal(train.sum(axis=0), [2, 0, 8, 4, 1, 6])
+    np.testing.assert_array_equal(np.flatnonzero(train[:, 3]) + 1, [1, 3, 5, 7])
+    assert set(np.unique(train)) <= {0.0, 1.0}
+    # every prefix holds floor(p t + 1/2) spikes: p t rounded, within half a spike of the rate
+    p = np.arange(256, dtype=np.float32)[None, None, None] / 255
+    counts = np.cumsum(_regular_train(p, 300)[:, 0], axis=0)
+    t = np.arange(1, 301)[:, None]
+    np.testing.assert_array_equal(counts, np.floor(p.reshape(1, -1).astype(np.float64) * t + 0.5))
+
+
+def test_regular_encoding_ignores_batch_and_seed():
+    rng = np.random.default_rng(3)
+    imgs = rng.random((7, 3, 4, 4)).astype(np.float32)
+    whole = _regular_train(imgs, 20)
+    parts = np.concatenate([_regular_train(imgs[:3], 20, 0), _regular_train(imgs[3:], 20, 3)], axis=1)
+    np.testing.assert_array_equal(whole, parts)
+    other_seed = Encoder("regular", 9).for_batch(imgs, 0)
+    np.testing.assert_array_equal(other_seed.step(), whole[0])
+    snn = SNN((3, 4, 4), [graph.Flatten(), Synapses(graph.Dense(rng.normal(size=(6, 48)) / 4)), Neurons(),
+                          Synapses(graph.Dense(rng.normal(size=(5, 6)))), Neurons(spiking=False)])
+    labels = np.zeros(7, np.int64)
+    runs = [Engine(snn, threads=k).run(imgs, labels, 16, encoding="regular", batch_size=b, progress=False,
+                                       record_counts=True) for k, b in ((1, 7), (2, 2))]
+    np.testing.assert_array_equal(runs[0].predictions, runs[1].predictions)
+    np.testing.assert_array_equal(runs[0].spike_counts[0], runs[1].spike_counts[0])
+    assert runs[0].spike_counts[0].sum() > 0
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, np.nan])
+def test_spike_encodings_reject_pixels_outside_unit_range(value):
+    img = np.full((1, 1, 2, 2), 0.5, np.float32)
+    img[0, 0, 1, 1] = value
+    for encoding in ("regular", "rate"):
+        with pytest.raises(NeuroError, match=f"{encoding} encoding needs pixel values in \\[0, 1\\]"):
+            Encoder(encoding, 0).for_batch(img, 0)
+
+
 def test_spike_counts_recorded_per_neuron_in_chw_order():
     # a 1x1 conv with weight 0.5 on a constant 2-channel image: neuron (c, y, x) fires at rate = 0.5 * pixel
     w = np.zeros((2, 2, 1, 1), np.float32)

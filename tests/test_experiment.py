@@ -344,7 +344,7 @@ def test_per_chip_tables_set_coefficients_and_options(tmp_path, mnist_test):
         '[chips.truenorth]\nscheme = "trinary"\ntick_hz = 1000\n'
     config = experiment.load_config(write_config(tmp_path, text))
     options, coefficients = config.chip("loihi")
-    assert options == {"vth": 512} and coefficients.name == "hot" and coefficients["static_w"] == 0.2
+    assert options == {"vth": 512, "reset_threshold": 1.0} and coefficients.name == "hot" and coefficients["static_w"] == 0.2
     assert coefficients["e_synop_dense"] == 23.6e-12          # the rest from its base
     path = experiment.run_experiment(config.path, tmp_path / "out", progress=False)
     run = results.read(path).chips
@@ -357,10 +357,13 @@ def test_per_chip_tables_set_coefficients_and_options(tmp_path, mnist_test):
     assert any("trinary" in d for d in run["truenorth"].deviations)
 
 
-def test_chips_need_the_rate_encoding(tmp_path, mnist_test):
+def test_chips_need_a_spike_encoding(tmp_path, mnist_test):
     text = TINY.replace('chips = ["float"]', 'chips = ["loihi"]')
-    with pytest.raises(NeuroError, match="rate encoding"):
+    with pytest.raises(NeuroError, match="use the rate or regular encoding"):
         experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
+    poisson = TINY.replace('chips = ["float"]', 'chips = ["float"]\nencoding = "poisson"')
+    with pytest.raises(NeuroError, match="emulation.encoding.*'rate', 'regular'"):
+        experiment.run_experiment(write_config(tmp_path, poisson), tmp_path / "out2", progress=False)
 
 
 def test_ci_fails_when_the_lava_tests_cannot_run(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 
 from neuro.encode import Playback
 from chips.compiling import compose as _compose
-from chips.loihi.compile import compile_snn
-from chips.loihi.neuron import LoihiBackend, LoihiLayer, program_snn, quantize_weights, simulate_chain
+from chips.loihi.compile import READOUT_VTH, compile_snn
+from chips.loihi.neuron import VTH_MAX, LoihiBackend, LoihiLayer, program_snn, quantize_weights, simulate_chain
 from conftest import REFERENCE_ONNX
 from neuro import graph
 from neuro.ann import load_model
@@ -275,6 +275,48 @@ def test_compiled_cnn_quantisation_and_run():
     r = Engine(program.snn, program.backend()).run(images, np.zeros(20, np.int64), 30, encoding="rate",
                                                    progress=False)
     assert r.per_image("spikes") > 0 and r.per_image("effective_macs") == 0  # binary spikes everywhere
+
+
+def test_potential_readout_probes_the_output_layers_v():
+    rng = np.random.default_rng(6)
+    net = _small_cnn(rng)
+    images = rng.random((20, 1, 10, 10)).astype(np.float32)
+    snn = convert(net, images, reset="zero", readout="potential")
+    program = compile_snn(snn)
+    out = program.layers[-1]
+    assert program.snn.readout == "potential" and out.vth == VTH_MAX and out.v_init == 0
+    assert program.quantisation[-1]["vth"] == READOUT_VTH and program.quantisation[-1]["weight_rel_rms"] < 0.05
+    assert any("voltage probe" in d for d in program.deviations)
+    r = Engine(program.snn, program.backend(), threads=1).run(images, np.zeros(20, np.int64), 30, encoding="regular",
+                                                               record_steps=True, progress=False)
+    spikes, v = r.traces[-1]["spikes"], r.traces[-1]["v"]
+    assert spikes.sum() == 0 and np.abs(v).max() > 0                     # the output layer integrates, silent
+    np.testing.assert_array_equal(r.predictions, v[:, -1].argmax(axis=1))  # class = largest probed v
+    spiking = compile_snn(convert(net, images, reset="zero", readout="spikes"))
+    for a, b in zip(program.layers[:-1], spiking.layers[:-1]):               # the hidden layers are unchanged
+        np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_reset_threshold_lowers_subtracting_layers_thresholds_only():
+    rng = np.random.default_rng(6)
+    net = _small_cnn(rng)
+    images = rng.random((20, 1, 10, 10)).astype(np.float32)
+    snn = convert(net, images, readout="potential")   # reset by subtraction, replaced by reset to zero
+    plain, half = compile_snn(snn), compile_snn(snn, reset_threshold=0.5)
+    for k, (a, b) in enumerate(zip(plain.layers, half.layers)):
+        gain = 2.0 if k < len(plain.layers) - 1 else 1.0   # the probed output layer does not spike
+        wa = a.weights * 2.0 ** a.weight_exp / plain.quantisation[k]["vth"]
+        wb = b.weights * 2.0 ** b.weight_exp / half.quantisation[k]["vth"]
+        step_a, step_b = (2.0 ** c.weight_exp / p.quantisation[k]["vth"] for c, p in ((a, plain), (b, half)))
+        np.testing.assert_allclose(wb, gain * wa, rtol=0, atol=step_b + gain * step_a)   # one mantissa step each
+        assert np.abs(wb - gain * wa).max() < 0.05 * np.abs(wa).max()
+    assert any("lowered to 0.5" in d for d in half.deviations)
+    assert not any("lowered" in d for d in plain.deviations)
+    zero = convert(net, images, reset="zero", readout="potential")   # nothing to compensate
+    np.testing.assert_array_equal(compile_snn(zero, reset_threshold=0.5).layers[0].weights,
+                                  compile_snn(zero).layers[0].weights)
+    with pytest.raises(NeuroError, match="reset_threshold is 1.5"):
+        compile_snn(snn, reset_threshold=1.5)
 
 
 def test_compile_refuses_max_pooling_and_unfit_weights():

@@ -10,11 +10,12 @@ import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth.chip import run_chip
 from chips.truenorth.cores import engine_index, build_chip
-from chips.truenorth.program import COEFFICIENTS, compile_snn
+from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, compile_snn
 from neuro import encode, graph
 from neuro.convert import convert
 from neuro.errors import NeuroError
 from neuro.sim import Engine
+from neuro.snn import SNN, Neurons, Synapses
 
 from conftest import REFERENCE_ONNX
 
@@ -80,6 +81,46 @@ def test_cores_respect_the_core_format():
     assert len(np.unique(targets, axis=0)) == len(targets)
 
 
+def test_split_fan_in_sends_a_piece_sum_that_rises_and_falls_back():
+    # one output, 128 inputs: two pieces under multilevel 4 (64 inputs per core). Piece 0's sum rises by 5
+    # thresholds (input 0) and falls back (input 1): the output neuron must end 5 thresholds below where it
+    # spiked, as the float SNN does; partial neurons without a floor at 0 sent +5 and never the -5
+    w = np.zeros((1, 128))
+    w[0, 0], w[0, 1], w[0, 100] = 0.5, -0.5, 0.01
+    snn = SNN((128,), [Synapses(graph.Dense(w)), Neurons(1.0, v_init=0.0)], readout="spikes")
+    program = compile_snn(snn, "multilevel", 4)
+    assert program.mapping.layers[0].pieces == 2
+    trains = np.zeros((1, 40, 128), np.float32)
+    trains[0, :10, 0] = trains[0, 10:20, 1] = 1
+    result, _, runs = run_both(program, trains)
+    np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+    assert result.traces[-1]["spikes"][0].sum() == 5                    # + partial: 5 thresholds, sent on
+    v_end = result.traces[-1]["v"][0, -1, 0] / MERGE_UNIT               # merge neuron, in thresholds
+    assert -5 <= v_end < -4                                             # the - partial's 5 thresholds arrived
+    assert result.traces[0]["spikes"][0, :, 1].sum() == 5               # the - partial of piece 0 fired 5 times
+
+
+def test_pool_neurons_map_as_a_channel_diagonal_conv():
+    # convert(pool_neurons=True) puts neurons after the pool: it used to crash the mapper (AvgPool2d has no bias)
+    rng = np.random.default_rng(3)
+    net = graph.Network((3, 8, 8), [
+        graph.Conv2d(rng.normal(0, 0.3, (4, 3, 3, 3)), rng.normal(0, 0.05, 4), padding=1), graph.ReLU(),
+        graph.AvgPool2d(2), graph.Flatten(), graph.Dense(rng.normal(0, 0.3, (5, 64)))])
+    images = rng.random((20, 3, 8, 8)).astype(np.float32)
+    snn = convert(net, images, pool_neurons=True, readout="spikes")
+    program = compile_snn(snn, "multilevel", 4)
+    pool = program.mapping.quantised[1][0]
+    expect = np.zeros((4, 4, 2, 2))
+    expect[np.arange(4), np.arange(4)] = 0.25
+    np.testing.assert_array_equal(pool.weight, expect)
+    assert pool.stride == (2, 2) and len(program.mapping.layers) == 3
+    trains = (np.random.default_rng(4).random((2, 30, 192)) < 0.4).astype(np.float32)
+    result, _, runs = run_both(program, trains)
+    for i, run in enumerate(runs):
+        np.testing.assert_array_equal(run.spikes, result.traces[-1]["spikes"][i].astype(bool))
+    assert result.traces[1]["spikes"].sum() > 0                     # the pool's neurons spike
+
+
 @pytest.mark.parametrize("time_batch", [None, 7])
 def test_unpadded_split_conv_and_memory_of_delays(time_batch):
     snn, _ = small_net(seed=5, padding=0)
@@ -121,7 +162,7 @@ def test_bad_networks_name_the_layer():
     wide = convert(graph.Network((40000,), [graph.Dense(rng.normal(size=(2, 40000)))]), rng.random((3, 40000)))
     with pytest.raises(NeuroError, match="fan-in 40000"):
         compile_snn(wide, "multilevel", 4)
-    with pytest.raises(NeuroError, match="rate encoding"):
+    with pytest.raises(NeuroError, match="use the rate or regular encoding"):
         chips.compile_for("truenorth", leaky, "current")
 
 

@@ -6,7 +6,7 @@ formats, average pools folded into the next convolution; docs/chips/loihi.md "Co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -15,7 +15,8 @@ from chips.compiling import layers, pool_overlaps
 from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
 from chips.loihi.mapping import CORE_INPUT_AXONS, map_program
 from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, VTH_SHIFT, WEIGHT_EXP_MAX,
-                                WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights, program_snn)
+                                VTH_MAX, WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights,
+                                program_snn)
 from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN, Neurons
@@ -25,6 +26,9 @@ from neuro.snn import SNN, Neurons
 DEFAULT_VTH = 1 << 10   # threshold mantissa: v counts 2^16 units per threshold, so u and v hold +-128 thresholds
 #                         before wrapping or saturating (24-bit state) while 8-bit weights set the precision
 MANTISSA_MAX = 254      # mixed-sign 8-bit weights are even values in [-256, 254] (docs/references.md "weights")
+READOUT_VTH = 64        # potential readout: v counts 64 x 64 units per threshold, so v's 24 bits hold +-2048
+#                         thresholds (a class whose input averages 16 thresholds a step for 128 steps) before
+#                         saturating; the threshold itself is VTH_MAX, above every v short of saturation
 
 
 @dataclass
@@ -46,19 +50,33 @@ class LoihiProgram:
         return cost(map_program(self), activity_from_result(self, result), steps_per_inference, coefficients)
 
 
-def compile_snn(snn: SNN, vth: int = DEFAULT_VTH) -> LoihiProgram:
+def compile_snn(snn: SNN, vth: int = DEFAULT_VTH, reset_threshold: float = 1.0) -> LoihiProgram:
     """Quantise a converted SNN onto Loihi layers: pooling folded into the next synapses (netx and NxTF do
     the same), integrate-and-fire as du = 4095 (the current lasts one step) and dv = leak x 4096, reset to
-    zero (the chip's native reset; a subtractive reset is not emulated), spiking output (class = most spikes)."""
+    zero (the chip's native reset; a subtractive reset is not emulated). Readout as the SNN's: spikes (class =
+    most spikes), or potential: the output layer's v read by a voltage probe (Lava's Monitor, NxSDK's probes;
+    NxTF reads its output layer the same way), its threshold at VTH_MAX so that it never spikes.
+    ``reset_threshold``: the threshold of every spiking layer whose SNN neurons reset by subtraction, as a
+    fraction of the converted one: reset to zero drops the charge above the threshold at each spike, the error
+    term Rueckauer et al. 2017 derive for it (docs/references.md), which a lower threshold gives back on average
+    (1: no compensation; a choice, measured in docs/results.md)."""
+    if not 0 < reset_threshold <= 1:
+        raise NeuroError(f"reset_threshold is {reset_threshold}: give a fraction of the threshold in (0, 1]")
     found, folded = layers(snn, "Loihi", _fan_in_before_fold)
     compiled, report = [], []
-    for layer in found:
-        quantised, errors = _quantize_layer(layer.synapse, layer.neurons, vth, layer.name)
+    for k, layer in enumerate(found):
+        probed = snn.readout == "potential" and k == len(found) - 1
+        neurons = layer.neurons
+        if neurons.reset == "subtract" and not probed:
+            neurons = replace(neurons, threshold=neurons.threshold * reset_threshold)
+        quantised, errors = _quantize_layer(layer.synapse, neurons, READOUT_VTH if probed else vth,
+                                            layer.name, VTH_MAX if probed else None)
         if isinstance(layer.synapse, graph.Dense):
             _check_fan_in(layer.name, int(np.count_nonzero(quantised.weights, axis=1).max(initial=0)))
         compiled.append(quantised)
         report.append(errors)
-    return LoihiProgram(compiled, program_snn(compiled, snn.input_shape), report, _deviations(snn, report, folded))
+    return LoihiProgram(compiled, program_snn(compiled, snn.input_shape, snn.readout), report,
+                        _deviations(snn, report, folded, reset_threshold))
 
 
 def _check_fan_in(name: str, fan_in: int, floor: str = "") -> None:
@@ -81,16 +99,20 @@ def _fan_in_before_fold(where: str, first, in_shape, second) -> None:
     _check_fan_in(where, int(kept) * first.kernel[0] * first.kernel[1], "at least ")
 
 
-def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
+def _deviations(snn: SNN, report: list[dict], folded: list[str], reset_threshold: float) -> list[str]:
     """One line per way the compiled program differs from the converted SNN, for the results and the report."""
     out = list(folded)
     subtract = [q["layer"] for q, n in zip(report, (op for op in snn.ops if isinstance(op, Neurons)))
                 if n.reset == "subtract"]
     if subtract:
         out.append(f"reset by subtraction replaced by reset to zero (Loihi's native reset) in {len(subtract)} of "
-                   f"{len(report)} layers")
-    if snn.readout != "spikes":
-        out.append(f"{snn.readout} readout replaced by a spike-count readout (the class with the most spikes)")
+                   f"{len(report)} layers" + ("" if reset_threshold == 1 else f", their spiking thresholds lowered to "
+                   f"{reset_threshold:g} of the converted ones to give back the charge a reset to zero drops"
+                   + (" (a probed output layer does not spike)" if snn.readout == "potential" else "")))
+    if snn.readout == "potential":
+        out.append("potential readout: the output layer's v read by a voltage probe every step (class = largest v); "
+                   f"v in units of 1/{READOUT_VTH << VTH_SHIFT} threshold, saturating at +-{(1 << 17) // READOUT_VTH} "
+                   "thresholds; the layer's threshold is the 17-bit maximum, so it does not spike")
     for q in report:
         out.append(f"{q['layer']}: weights quantised to 8-bit mantissas x 2^{q['weight_exp']} (relative rms error "
                    f"{q['weight_rel_rms']:.2g}, largest {q['weight_max_abs']:.2g} thresholds), biases off by at most "
@@ -98,8 +120,10 @@ def _deviations(snn: SNN, report: list[dict], folded: list[str]) -> list[str]:
     return out
 
 
-def _quantize_layer(op, neurons: Neurons, vth: int, name: str) -> tuple[LoihiLayer, dict]:
-    """Integer weights, exponent, bias and initial v of one layer, v in units of threshold / (vth << 6)."""
+def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | None = None) \
+        -> tuple[LoihiLayer, dict]:
+    """Integer weights, exponent, bias and initial v of one layer, v in units of threshold / (vth << 6);
+    ``spike_vth``: the layer's threshold mantissa if not vth (a probed output layer that must not spike)."""
     w = op.weight.astype(np.float64) / neurons.threshold
     b = op.bias.astype(np.float64) / neurons.threshold
     wmax = float(np.abs(w).max())
@@ -116,7 +140,8 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str) -> tuple[LoihiLay
     unit = float(vth << VTH_SHIFT)         # v per threshold
     bias_mant, bias_exp = _bias_mant_exp(b * unit, name)
     layer = LoihiLayer(with_weights(op, mant), num_weight_bits=8, weight_exp=weight_exp, du=DECAY_MAX,
-                       dv=int(round(neurons.leak * DECAY_UNITY)), vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
+                       dv=int(round(neurons.leak * DECAY_UNITY)), vth=spike_vth or vth, bias_mant=bias_mant,
+                       bias_exp=bias_exp,
                        v_init=int(round(neurons.v_init * unit)), name=name)
     effective = layer.weights * 2.0 ** weight_exp / vth
     b_eff = layer.bias() / unit

@@ -20,5 +20,8 @@ PUBLISHED = (
 CHIP = Chip(
     name="loihi", title="Loihi", compile=compile_snn, limits=chip_limits(), coefficients=SETS,
     options=(Option("vth", int, DEFAULT_VTH, "threshold mantissa: v counts vth x 64 units per threshold (lowered "
-                    "per layer where the weights need it)", low=1, high=VTH_MAX),),
+                    "per layer where the weights need it)", low=1, high=VTH_MAX),
+             Option("reset_threshold", float, 1.0, "spiking thresholds as a fraction of the converted ones where reset "
+                    "to zero replaces the SNN's subtraction (compensates the charge it drops; 1: none)",
+                    low=0.05, high=1.0)),
     published=PUBLISHED)

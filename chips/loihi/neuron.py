@@ -211,8 +211,9 @@ class LoihiBackend(Backend):
         return LoihiNeurons(self._by_neurons[id(op)], self._sizes[id(op)])
 
 
-def program_snn(layers: list[LoihiLayer], input_shape) -> SNN:
-    """The SNN the engine runs for a stack of Loihi layers (flattening between conv and dense)."""
+def program_snn(layers: list[LoihiLayer], input_shape, readout: str = "spikes") -> SNN:
+    """The SNN the engine runs for a stack of Loihi layers (flattening between conv and dense); ``readout``
+    "potential": the class is the output layer's largest v (a voltage probe), "spikes": its most spikes."""
     ops, shape = [], tuple(input_shape)
     for layer in layers:
         if isinstance(layer.synapse, graph.Dense) and len(shape) > 1:
@@ -220,7 +221,7 @@ def program_snn(layers: list[LoihiLayer], input_shape) -> SNN:
             shape = (int(np.prod(shape)),)
         ops += [Synapses(layer.synapse), Neurons(float(max(layer.vth, 1) << VTH_SHIFT), reset="zero")]
         shape = layer.synapse.output_shape(shape)
-    return SNN(input_shape, ops, readout="spikes")
+    return SNN(input_shape, ops, readout=readout)
 
 
 # --- conformance entry point -------------------------------------------------------------------------------

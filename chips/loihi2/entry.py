@@ -4,6 +4,7 @@ from chips.api import Chip, Option, PublishedPoint
 from chips.loihi2.chip import (CHIP_CORES, CHIP_SYNAPSES, CORE_NEURONS, CORE_SYNAPSES, DEFAULT_ACT_BITS, DEFAULT_VTH,
                                EMBEDDED_CPUS, SETS, compile_snn)
 from chips.lava_dense import WEIGHT_BITS
+from neuro.encode import SPIKE_ENCODINGS
 from chips.loihi2.neuron import MESSAGE_BITS_MAX
 
 PUBLISHED = (
@@ -23,4 +24,4 @@ CHIP = Chip(
              Option("vth", int, DEFAULT_VTH, "delta threshold in activation units: smaller changes wait in the "
                     "residue (0: send every change)", low=0, high=1 << 16)),
     published=PUBLISHED, wide_options={"act_bits": 8, "vth": 0},
-    encodings=("current", "rate"))   # current: the frame as graded input (how sigma-delta networks take video)
+    encodings=("current", *SPIKE_ENCODINGS))   # current: the frame as graded input (how sigma-delta networks take video)

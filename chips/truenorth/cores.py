@@ -63,14 +63,15 @@ def _core(codes: np.ndarray, q: Quantised, params: dict) -> CoreConfig:
 
 
 def _config(crossbar, types, weights, params: dict, n: int) -> CoreConfig:
-    """CoreConfig with per-neuron ``params`` (alpha, leak, v0, reset_mode) for the first n neurons."""
+    """CoreConfig with per-neuron ``params`` (alpha, leak, v0, reset_mode, beta) for the first n neurons."""
     full = {name: np.zeros(CORE_NEURONS, np.int64) for name in ("leak", "v0", "reset_mode")}
     full["alpha"] = np.ones(CORE_NEURONS, np.int64)
+    full["beta"] = np.full(CORE_NEURONS, THRESHOLD_MAX, np.int64)
     for name, values in params.items():
         full[name][:n] = values
     return CoreConfig(crossbar=crossbar, axon_types=types, weights=weights,
                       stochastic_synapse=np.zeros((CORE_NEURONS, AXON_TYPES), bool), leak_reversal=0,
-                      stochastic_leak=0, beta=THRESHOLD_MAX, threshold_mask_bits=0, reset_value=0, kappa=1, **full)
+                      stochastic_leak=0, threshold_mask_bits=0, reset_value=0, kappa=1, **full)
 
 
 class _Builder:
@@ -121,7 +122,8 @@ def build_chip(program: TrueNorthProgram) -> Chip:
                         e = _partial_index(layer, chunk, piece, m.pieces)
                         both = np.concatenate([codes, -codes])
                         params = dict(alpha=np.concatenate([first.alpha[e[0]], first.alpha[e[1]]]),
-                                      v0=np.concatenate([first.v0[e[0]], first.v0[e[1]]]), reset_mode=1)
+                                      v0=np.concatenate([first.v0[e[0]], first.v0[e[1]]]), reset_mode=1,
+                                      beta=first.beta)
                         core = b.add(li, _core(both, q, params))
                         for j, o in enumerate(chunk):
                             partial_of[(int(o), piece)] = [(core, j), (core, len(chunk) + j)]

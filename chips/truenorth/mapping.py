@@ -227,6 +227,9 @@ def _fold(name, ops, in_shape, out_shape, neurons, copies=None) -> Layer:
     """The ops between two neuron populations (pools, flatten, then one Conv2d/Dense) as one Layer; with
     ``copies`` (axons per input), a fan-in beyond what one merge core can add is refused before folding."""
     last = ops[-1]
+    if isinstance(last, graph.AvgPool2d):           # a pool with its own neurons (convert's pool_neurons)
+        last = _pool_as_conv(last, in_shape[0])
+        ops = [*ops[:-1], last]
     if neurons.leak:
         raise NeuroError(f"{name}: leaky neurons (leak {neurons.leak}) cannot be mapped: a TrueNorth leak is linear, "
                          "not a decay; convert with leak 0 (integrate-and-fire)")
@@ -256,6 +259,15 @@ def _fold(name, ops, in_shape, out_shape, neurons, copies=None) -> Layer:
     else:
         weight = np.asarray(last.weight, np.float64)
     return Layer(name, weight, in_shape, out_shape, tuple(int(s) for s in stride), last.padding, **kw)
+
+
+def _pool_as_conv(pool: graph.AvgPool2d, channels: int) -> graph.Conv2d:
+    """An average pool feeding neurons as an ungrouped Conv2d (weight 1 / (kh kw) from each channel to itself,
+    0 across channels): cores take any weights over a receptive field, not a grouped convolution's."""
+    kh, kw = pool.kernel
+    w = np.zeros((channels, channels, kh, kw), np.float32)
+    w[np.arange(channels), np.arange(channels)] = 1.0 / (kh * kw)
+    return graph.Conv2d(w, np.zeros(channels, np.float32), pool.stride, pool.padding)
 
 
 def layers(snn: SNN, copies: int | None = None) -> list[Layer]:

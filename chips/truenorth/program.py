@@ -6,8 +6,12 @@ the engine runs one population per mapped layer, in the units and with the timin
 * synapses: each layer's integer weights over its receptive field (pools and flatten folded in), codes x
   unit, which is exactly what its cores' crossbars and type weights sum to (``mapping.block_core``);
 * split fan-in: per piece a positive and a negated partial neuron (threshold alpha of the output neuron,
-  reset by subtraction), then merge neurons with type weights +-255 and threshold 255, so one partial spike
-  is one threshold of the output neuron (choice: the largest signed 9-bit weight, for the finest bias);
+  reset by subtraction, V saturating at 0: kappa 1, beta 0), then merge neurons with type weights +-255 and
+  threshold 255, so one partial spike is one threshold of the output neuron (choice: the largest signed 9-bit
+  weight, for the finest bias). The floor at 0 makes the pair send the piece's running sum S: the + neuron
+  spikes on each threshold S gains, the - one on each it loses, within one threshold each. Without it (V free
+  down to -2^18) a + neuron that has spiked keeps those spikes when S falls back and the - neuron only fires
+  below S's lowest point, so the pair sends max S - max(-S), not S, whenever a piece's sum is not monotone;
 * neurons: the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak: lambda = the
   converted bias in integer units, alpha = threshold x unit / scale, reset by subtraction (gamma 1) or to 0
   (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
@@ -47,6 +51,7 @@ from neuro.snn import SNN, Neurons, Synapses
 
 DEFAULT_SCHEME, DEFAULT_LEVELS = "multilevel", 4   # the scheme that keeps the MNIST CNN within 98.5 % (docs)
 MERGE_UNIT = WEIGHT_MAX       # merge type weights +-255, merge threshold 255 (choice, module docstring)
+PARTIAL_BETA = 0              # partial neurons' V saturates at 0 (kappa 1, beta 0): module docstring
 HOP_DELAY = 1                 # ticks from a spike to its target axon at the least (MER14 [sec]: delay 1-15)
 SPLIT_DELAY = 2 * HOP_DELAY   # through a splitter core
 
@@ -251,17 +256,18 @@ class Population:
     v0: np.ndarray
     reset_mode: int
     delay: int                # ticks from a spike here to its target axons (0: the output layer, read off chip)
+    beta: int = THRESHOLD_MAX  # V saturates at -beta (kappa 1): partial neurons use 0 (module docstring)
 
 
 @njit(nogil=True, cache=True)
-def population_tick(current, v, spikes, alpha, leak, mode):
+def population_tick(current, v, spikes, alpha, leak, mode, beta):
     """Steps 1-5 of the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak (Omega 1),
-    no threshold mask, kappa 1 and beta = 2^18 - 1, R = 0; returns the number of spikes."""
+    no threshold mask, kappa 1 (V saturates at -beta), R = 0; returns the number of spikes."""
     total = 0
     for b in range(v.shape[0]):
         for j in range(v.shape[1]):
             vv = np.int64(v[b, j]) + np.int64(current[b, j]) + leak[j]
-            vv, spiked = _fire(vv, alpha[j], THRESHOLD_MAX, 0, 0, mode, 1)
+            vv, spiked = _fire(vv, alpha[j], beta, 0, 0, mode, 1)
             v[b, j] = vv
             spikes[b, j] = 1.0 if spiked else 0.0
             total += spiked
@@ -281,7 +287,8 @@ class PopulationNeurons(NeuronModel):
         self.slot = 0
 
     def step(self, current, spikes):
-        fired = population_tick(current, self.v, spikes, self.pop.alpha, self.pop.leak, self.pop.reset_mode)
+        fired = population_tick(current, self.v, spikes, self.pop.alpha, self.pop.leak, self.pop.reset_mode,
+                                self.pop.beta)
         if self.pop.delay:
             fresh = spikes.copy()
             spikes[:] = self.ring[self.slot]
@@ -410,7 +417,7 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
     parts, out = 2 * m.pieces, len(alpha)
     partial_alpha = _per_neuron(np.tile(alpha, parts), shape)
     partial = Population(partial_alpha, np.zeros(len(partial_alpha), np.int64), _per_neuron(np.tile(v0, parts), shape),
-                         RESET_MODE["subtract"], HOP_DELAY)
+                         RESET_MODE["subtract"], HOP_DELAY, PARTIAL_BETA)
     leak, clipped = _leak(layer, np.full(out, MERGE_UNIT / layer.threshold))
     merge = Population(_per_neuron(np.full(out, MERGE_UNIT), shape), _per_neuron(leak, shape),
                        _per_neuron(np.full(out, round(layer.v_init * MERGE_UNIT)), shape), mode, delay)
