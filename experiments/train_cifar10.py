@@ -61,9 +61,9 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from neuro import datasets
+from neuro.ann.train import train_epoch
 from neuro.atomic import atomic_path
 
 NUM_THREADS = 2
@@ -372,33 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", leave=False, mininterval=1.0,
-                   disable=None)  # disable=None: no bar when stdout is not a terminal
-        for step in bar:
-            idx = perm[step * BATCH_SIZE : (step + 1) * BATCH_SIZE]
-            logits = model(augment(x_train[idx], MAX_SHIFT, gen))
-            loss = loss_fn(logits, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y_train[idx]).sum())
-            seen += len(idx)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        bar.close()
+        train_loss, train_acc = train_epoch(model, x_train, y_train, optimizer, scheduler, loss_fn, BATCH_SIZE,
+                                            lambda xb: augment(xb, MAX_SHIFT, gen), gen, f"epoch {epoch}/{args.epochs}")
         dt = time.perf_counter() - t0
         train_seconds += dt
         logits_test = predict_logits(model, x_test)
         acc = (logits_test.argmax(1) == y_test).float().mean().item()
-        history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5),
-                        "train_accuracy": round(correct / seen, 4), "test_accuracy": round(acc, 4),
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 5),
+                        "train_accuracy": round(train_acc, 4), "test_accuracy": round(acc, 4),
                         "seconds": round(dt, 1)})
-        print(f"epoch {epoch:2d}/{args.epochs}  loss {total_loss / seen:.4f}  train acc {100 * correct / seen:.2f} %  "
+        print(f"epoch {epoch:2d}/{args.epochs}  loss {train_loss:.4f}  train acc {100 * train_acc:.2f} %  "
               f"test acc {100 * acc:.2f} %  ({dt:.1f} s)", flush=True)
 
         status = write_outputs(model, args, argv, x_test, y_test, stats, history, train_seconds, t_start,

@@ -35,8 +35,8 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from neuro.ann.train import train_epoch
 from neuro.datasets import load
 
 NUM_THREADS = 2
@@ -150,30 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total_loss, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{args.epochs}", leave=False, mininterval=1.0,
-                   disable=None)  # disable=None: no bar when stdout is not a terminal
-        for step in bar:
-            idx = perm[step * BATCH_SIZE : (step + 1) * BATCH_SIZE]
-            xb = random_shift(x_train[idx], MAX_SHIFT, gen)
-            loss = loss_fn(model(xb), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(idx)
-            seen += len(idx)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        bar.close()
+        train_loss, _ = train_epoch(model, x_train, y_train, optimizer, scheduler, loss_fn, BATCH_SIZE,
+                                    lambda xb: random_shift(xb, MAX_SHIFT, gen), gen, f"epoch {epoch}/{args.epochs}")
         dt = time.perf_counter() - t0
         train_seconds += dt
         acc = (predict_logits(model, x_test).argmax(1) == y_test).float().mean().item()
-        history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5), "test_accuracy": round(acc, 4),
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "test_accuracy": round(acc, 4),
                         "seconds": round(dt, 1)})
-        print(f"epoch {epoch:2d}/{args.epochs}  loss {total_loss / seen:.4f}  test acc {100 * acc:.2f} %  ({dt:.1f} s)")
+        print(f"epoch {epoch:2d}/{args.epochs}  loss {train_loss:.4f}  test acc {100 * acc:.2f} %  ({dt:.1f} s)")
 
     # Final evaluation and export.
     torch_logits = predict_logits(model, x_test).numpy()

@@ -267,7 +267,7 @@ def test_every_shipped_experiment_file_is_valid(toml):
 def test_default_experiment_is_valid():
     config = experiment.load_config(REFERENCE_ONNX.parents[1] / "mnist.toml")
     assert config.name == "mnist" and config["emulation"]["chips"] == ["float", "loihi", "loihi2", "truenorth"]
-    assert config["emulation"]["encoding"] == "rate" and config["emulation"]["coefficients"] == ""
+    assert config["emulation"]["encoding"] == "regular" and config["emulation"]["coefficients"] == ""
     assert config["baselines"]["batches"] == [1, 16, 256, 4096]
     assert config["report"]["tolerance"] == 0.5
 
