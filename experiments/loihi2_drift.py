@@ -48,6 +48,20 @@ class _Probe(SigmaDeltaNeurons):
         return sent
 
 
+def drift(program, images, labels, timesteps: int, encoding: str, rounding: str = "floor"):
+    """Run ``program`` (a compiled Loihi 2 program) on ``images``; returns the SimResult and, per sigma-delta layer,
+    (timesteps, 2): sigma's summed drift from the exact integral and the neuron-images it sums over, per step."""
+    log = {}
+
+    class Backend(Loihi2Backend):
+        def neuron_model(self, op):
+            return _Probe(*self._by_neurons[id(op)], log=log, steps=timesteps, rounding=rounding)
+
+    r = Engine(program.snn, Backend(program.layers, program.snn, program.units), threads=1).run(
+        images, labels, timesteps, encoding=encoding, progress=False)
+    return r, log
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("snn")
@@ -57,15 +71,8 @@ def main():
     ap.add_argument("--rounding", choices=("floor", "round"), default="floor")
     a = ap.parse_args()
     program = compile_snn(S.load(a.snn))
-    log = {}
-
-    class Backend(Loihi2Backend):
-        def neuron_model(self, op):
-            return _Probe(*self._by_neurons[id(op)], log=log, steps=a.timesteps, rounding=a.rounding)
-
     x, y = datasets.load("mnist", split="test")
-    r = Engine(program.snn, Backend(program.layers, program.snn, program.units), threads=1).run(
-        x[:a.n], y[:a.n], a.timesteps, encoding=a.encoding, progress=False)
+    r, log = drift(program, x[:a.n], y[:a.n], a.timesteps, a.encoding, a.rounding)
     marks = [t for t in (4, 8, 16, 32, 48, 64) if t <= a.timesteps]
     populations = [i for i, layer in enumerate(r.layers) if layer.name.endswith(":Neurons")]
     messages = r.counts_by_step[:, populations, 0] / a.n     # (step, population): messages per image
