@@ -167,3 +167,13 @@ def test_outputs_are_sparse_changes():
     lava = _assert_same(source, layers)
     s, act = lava[0]["s_out"], lava[0]["act"]
     assert np.count_nonzero(s[:, 4:]) == 0 and np.all(np.abs(s.sum(axis=1) - act[:, -1]) < 3)
+
+
+def test_flickering_input_drifts_as_in_lava():
+    """Lava floors every step's W s >> -weight_exp: a pixel flickering +1, -1, ... through weight 3 >> 2 loses a
+    unit of sigma every two steps; held, it loses under one, once (tests/test_loihi2.py, by hand)."""
+    layer = dict(weights=np.array([[3]]), weight_exp=-2, vth=0, act_mode="unit")
+    flicker = _assert_same(np.array([[1, -1] * 8]), [layer])
+    np.testing.assert_array_equal(flicker[0]["sigma"], [-(np.arange(16) // 2)])
+    held = _assert_same(np.array([[1] + [0] * 15]), [layer])
+    np.testing.assert_array_equal(held[0]["sigma"], np.zeros((1, 16)))

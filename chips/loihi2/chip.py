@@ -198,7 +198,9 @@ def compile_snn(snn: SNN, act_bits: int = DEFAULT_ACT_BITS, vth: int = DEFAULT_V
         f"activations in units of 2^-{act_bits}; changes under {vth} units wait in the residue (delta threshold)",
         "weights in 8 bits (mixed signs: even values, Lava's truncation) with a per-layer exponent; biases in 16 bits",
         "input: the host sends each step's frame as its change in 8-bit pixels (a Delta encoder population); with a spike "
-        "encoding every step's spikes are a new frame",
+        "encoding every step's spikes are a new frame, so every layer's input changes every step and Lava's Dense "
+        "floors each step's W s >> -weight_exp: sigma drifts down ~0.5 unit a step (MNIST: accuracy falls after ~48 "
+        "steps; docs/chips/loihi2.md)",
         "output layer without ReLU (act_mode UNIT); readout: the sum of its graded messages, i.e. its activation"]
     return Loihi2Program(program_snn(out, snn.input_shape), out, units, deviations)
 
