@@ -15,7 +15,9 @@ the engine runs one population per mapped layer, in the units and with the timin
 * neurons: the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak: lambda = the
   converted bias in integer units, alpha = threshold x unit / scale, reset by subtraction (gamma 1) or to 0
   (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
-  there), V0 = v_init x alpha;
+  there), V0 = v_init x alpha less the leak of the ticks before the population's first input arrives (the leak
+  runs from tick 0, the input only after the delays below: without this a deep layer's bias ran ahead of its
+  input, ~20 ticks on CIFAR-10's 7 layers), capped so that no neuron spikes before any input (``_v0_ahead``);
 * timing: a spike reaches its target axon one tick later at the least (delay 1-15, MER14 [sec]). A layer's
   outputs reach the next layer through splitter cores (two hops), and outputs with one target take axon
   delay 2 (choice: every input of a population arrives equally late), so each population integrates what
