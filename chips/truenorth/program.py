@@ -397,9 +397,10 @@ def _leak(layer: Layer, scale_int: np.ndarray) -> tuple[np.ndarray, int]:
 def _v0_ahead(v0: np.ndarray, leak: np.ndarray, alpha: np.ndarray, start: int) -> tuple[np.ndarray, int]:
     """V0 less the ``start`` ticks of leak a neuron integrates before its first input can arrive, so that at that
     tick V is the converted neuron's V before its first step (the float SNN's bias and input start together);
-    kept below the first tick's threshold (no spike before any input) and above -beta; and how many were capped."""
+    kept below the first tick's threshold (no spike before any input; a V0 already above it stays, as the converted
+    neuron spikes in its first step too) and above -beta; and how many were capped."""
     want = v0 - start * leak
-    capped = np.clip(want, -THRESHOLD_MAX, alpha - 1 - leak)
+    capped = np.clip(want, -THRESHOLD_MAX, np.maximum(v0, alpha - 1 - leak))
     return capped, int((capped != want).sum())
 
 
