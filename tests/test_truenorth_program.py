@@ -185,3 +185,37 @@ def test_mnist_cnn_on_truenorth_cores(mnist_test):
     np.testing.assert_array_equal(runs[0].spikes, tiled.traces[-1]["spikes"][0].astype(bool))
     r = Engine(program.snn, program.backend()).run(x[:100], y[:100], 64, encoding="rate", progress=False)
     assert r.accuracy_by_step[-1] >= 0.96
+
+
+def _cancelling_chain(split):
+    """Two relay layers (weight 1, each spikes every tick of an all-ones input), then one output neuron whose input
+    and bias cancel exactly, so the float SNN's neuron stays at V = 0.5 and never spikes. ``split``: fan-in 128,
+    so the relays and the output neuron are split and merged; else 2 relays, codes exact under multilevel 4."""
+    n = 128 if split else 2
+    w = np.zeros((1, n))
+    if split:
+        w[0, :64], bias = -1 / 64, 1.0             # piece 0 sends one threshold down per tick, the merge leak 255 up
+    else:
+        w[0, :2], bias = (-1.0, 3 / 7), 4 / 7      # codes -7 and 3; leak 4/7 x 441 = 252
+    relay = lambda: [Synapses(graph.Dense(np.eye(n))), Neurons(1.0, v_init=0.5)]  # noqa: E731
+    return SNN((n,), [*relay(), *relay(), Synapses(graph.Dense(w, np.array([bias]))), Neurons(1.0, v_init=0.5)],
+               readout="spikes")
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_bias_does_not_run_ahead_of_the_delayed_input(split):
+    # a layer's first input arrives 2-3 ticks per layer after the network input; its leak (the bias) used to
+    # run from tick 0, so an output whose input cancels its bias spiked once per threshold the bias gained in
+    # those ticks (CIFAR-10's 7 layers: ~20 ticks of bias without input, at chance); V0 now takes them out
+    snn = _cancelling_chain(split)
+    ones = np.ones((1, 40, snn.input_shape[0]), np.float32)
+    float_run = Engine(snn, threads=1).run(np.zeros((1, *snn.input_shape), np.float32), np.zeros(1, np.int64), 40,
+                                           encoding=encode.Playback(ones), record_steps=True, progress=False)
+    assert float_run.traces[-1]["spikes"].sum() == 0 and float_run.traces[1]["spikes"].sum() == 40 * len(ones[0, 0])
+    program = compile_snn(snn, "multilevel", 4)
+    assert (program.mapping.layers[-1].pieces > 1) == split and program.depth >= 4
+    assert not any("capped" in d or "clipped" in d for d in program.deviations)
+    result, _, runs = run_both(program, ones)
+    np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+    assert result.traces[-3 if split else -2]["spikes"].sum() > 0       # the relays before it do spike
+    assert result.traces[-1]["spikes"].sum() == 0

@@ -15,7 +15,9 @@ the engine runs one population per mapped layer, in the units and with the timin
 * neurons: the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak: lambda = the
   converted bias in integer units, alpha = threshold x unit / scale, reset by subtraction (gamma 1) or to 0
   (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
-  there), V0 = v_init x alpha;
+  there), V0 = v_init x alpha less the leak of the ticks before the population's first input arrives (the leak
+  runs from tick 0, the input only after the delays below: without this a deep layer's bias ran ahead of its
+  input, ~20 ticks on CIFAR-10's 7 layers), capped so that no neuron spikes before any input (``_v0_ahead``);
 * timing: a spike reaches its target axon one tick later at the least (delay 1-15, MER14 [sec]). A layer's
   outputs reach the next layer through splitter cores (two hops), and outputs with one target take axon
   delay 2 (choice: every input of a population arrives equally late), so each population integrates what
@@ -392,9 +394,20 @@ def _leak(layer: Layer, scale_int: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(lam, LEAK_MIN, LEAK_MAX).astype(np.int64), int(((lam < LEAK_MIN) | (lam > LEAK_MAX)).sum())
 
 
-def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
-    """(ops, populations, clipped leaks) of one mapped layer: CoreOp and neurons, or CoreOp, partial neurons,
-    MergeOp and merge neurons; ``delay``: ticks from the layer's output spikes to the next layer's axons."""
+def _v0_ahead(v0: np.ndarray, leak: np.ndarray, alpha: np.ndarray, start: int) -> tuple[np.ndarray, int]:
+    """V0 less the ``start`` ticks of leak a neuron integrates before its first input can arrive, so that at that
+    tick V is the converted neuron's V before its first step (the float SNN's bias and input start together);
+    kept below the first tick's threshold (no spike before any input; a V0 already above it stays, as the converted
+    neuron spikes in its first step too) and above -beta; and how many were capped."""
+    want = v0 - start * leak
+    capped = np.clip(want, -THRESHOLD_MAX, np.maximum(v0, alpha - 1 - leak))
+    return capped, int((capped != want).sum())
+
+
+def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: int):
+    """(ops, populations, clipped leaks, capped V0s) of one mapped layer: CoreOp and neurons, or CoreOp, partial
+    neurons, MergeOp and merge neurons; ``delay``: ticks from the layer's output spikes to the next layer's axons;
+    ``start``: ticks from the network input to the layer's first input spikes (``_v0_ahead``)."""
     alpha = np.maximum(1, np.round(layer.threshold * q.unit / q.scale)).astype(np.int64)
     if alpha.max() > THRESHOLD_MAX:
         j = int(alpha.argmax())
@@ -412,19 +425,22 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int):
     v0 = np.round(layer.v_init * alpha).astype(np.int64)
     if m.pieces == 1:
         leak, clipped = _leak(layer, q.unit / q.scale)
+        v0, capped = _v0_ahead(v0, leak, alpha, start)
         pop = Population(_per_neuron(alpha, shape), _per_neuron(leak, shape), _per_neuron(v0, shape), mode, delay)
-        return [Synapses(core_op), Neurons()], [pop], clipped
+        return [Synapses(core_op), Neurons()], [pop], clipped, capped
     parts, out = 2 * m.pieces, len(alpha)
     partial_alpha = _per_neuron(np.tile(alpha, parts), shape)
     partial = Population(partial_alpha, np.zeros(len(partial_alpha), np.int64), _per_neuron(np.tile(v0, parts), shape),
                          RESET_MODE["subtract"], HOP_DELAY, PARTIAL_BETA)
     leak, clipped = _leak(layer, np.full(out, MERGE_UNIT / layer.threshold))
-    merge = Population(_per_neuron(np.full(out, MERGE_UNIT), shape), _per_neuron(leak, shape),
-                       _per_neuron(np.full(out, round(layer.v_init * MERGE_UNIT)), shape), mode, delay)
+    merge_alpha = np.full(out, MERGE_UNIT)
+    merge_v0, capped = _v0_ahead(np.full(out, round(layer.v_init * MERGE_UNIT)), leak, merge_alpha, start + HOP_DELAY)
+    merge = Population(_per_neuron(merge_alpha, shape), _per_neuron(leak, shape), _per_neuron(merge_v0, shape), mode,
+                       delay)
     hops = m.partial_hops.reshape(out, -1).T[:, None, None, :]           # (positions, piece, sign, channel)
     merge_op = MergeOp(m.pieces, out, kernel is not None, np.broadcast_to(hops, (len(hops), m.pieces, 2, out)).ravel())
     return [Synapses(core_op), Neurons(), Synapses(merge_op), Neurons()], \
-        [partial, merge], clipped
+        [partial, merge], clipped, capped
 
 
 def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS, tick_hz: float | str = "max",
@@ -432,7 +448,7 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
     """Map ``snn`` onto TrueNorth cores under ``scheme`` (``chips.truenorth.mapping``) and build the program that
     runs it; ``tick_hz`` and ``voltage``: the operating point its ``cost`` takes."""
     mapping = map_network(snn, scheme, levels)
-    ops, pops, clipped, depth = [], [], 0, 0
+    ops, pops, clipped, capped, depth = [], [], 0, 0, 0
     for i, ((layer, q), m) in enumerate(zip(mapping.quantised, mapping.layers)):
         if len(layer.in_shape) == 3 and layer.weight.ndim == 2:
             ops.append(graph.Flatten())
@@ -444,16 +460,17 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
             extra = (through_splitters, through_splitters, mapping.layers[i - 1].output_hops)
         last = i == len(mapping.layers) - 1
         delay = 0 if last else SPLIT_DELAY if m.splitter_neurons else HOP_DELAY
-        layer_ops, layer_pops, c = _layer_ops(layer, q, m, extra, delay)
-        ops, pops, clipped = ops + layer_ops, pops + layer_pops, clipped + c
+        layer_ops, layer_pops, c, v = _layer_ops(layer, q, m, extra, delay, depth)
+        ops, pops, clipped, capped = ops + layer_ops, pops + layer_pops, clipped + c, capped + v
         depth += delay + (HOP_DELAY if m.pieces > 1 else 0)
     program_snn = SNN(snn.input_shape, ops, "spikes", snn.ann, dict(snn.info, chip="truenorth", scheme=scheme,
                                                                     levels=levels))
-    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, scheme, levels),
+    return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, capped, scheme,
+                                                                                          levels),
                             tick_hz, voltage)
 
 
-def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, scheme: str, levels: int) -> list[str]:
+def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, capped: int, scheme: str, levels: int) -> list[str]:
     """One line per way the program differs from the converted SNN, for the results and the report."""
     out = []
     if snn.readout != "spikes":
@@ -461,6 +478,9 @@ def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, scheme: str, levels
                    "sends only spikes off chip")
     if clipped:
         out.append(f"{clipped} biases clipped to the signed 9-bit leak")
+    if capped:
+        out.append(f"{capped} channels' initial V capped: the leak of the ticks before their first input spike is "
+                   "not all taken out (a spike before any input, or V beyond -beta, otherwise)")
     for m in mapping.layers:
         out.append(f"{m.name}: weights quantised ({scheme}{f' {levels}' if scheme == 'multilevel' else ''}; "
                    f"relative error "
