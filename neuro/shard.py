@@ -79,8 +79,9 @@ def sharded(shards: int):
         from distributed import worker_client
 
         with worker_client() as client:
-            [snn_future] = client.scatter([snn], broadcast=False)
-            futures = [client.submit(run_shard, chip, snn_future, images[a:b], labels[a:b], emulation, seed, a,
+            # the SNN travels inside each task: a scattered copy is one more dependency a worker can lose
+            # ("lost dependencies" cancelled shards now and then in tests/test_sweep.py)
+            futures = [client.submit(run_shard, chip, snn, images[a:b], labels[a:b], emulation, seed, a,
                                      options, pure=False)
                        for a, b in bounds(len(images), shards)]
             return merge(client.gather(futures))
