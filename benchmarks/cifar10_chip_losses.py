@@ -84,6 +84,17 @@ def _truenorth_weights_float(program, snn: SNN) -> SNN:
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
 
 
+def experiment_network(n: int):
+    """The reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml converts it, and ``n`` test
+    images spread over the split with their labels."""
+    net = ann.load_model(MODEL)
+    train, _ = datasets.load("cifar10", split="train")
+    test, labels = datasets.load("cifar10", split="test")
+    images, labels = select_images(test, labels, n, "spread")
+    calib = train[np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))]
+    return net, convert(net, calib, percentile=99.9, reset="subtract", v_init=0.5, readout="potential"), images, labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
@@ -93,12 +104,7 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
-    net = ann.load_model(MODEL)
-    train, _ = datasets.load("cifar10", split="train")
-    test, labels = datasets.load("cifar10", split="test")
-    images, labels = select_images(test, labels, args.n, "spread")
-    calib = train[np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))]
-    snn = convert(net, calib, percentile=99.9, reset="subtract", v_init=0.5, readout="potential")
+    net, snn, images, labels = experiment_network(args.n)
     ann_acc = float(np.mean(net.predict(images) == labels))
     loihi = chips.compile_for("loihi", snn, "rate")
 

@@ -14,12 +14,8 @@ import argparse
 import numpy as np
 
 import chips
-from neuro import ann, datasets
-from neuro.convert import convert
-from neuro.experiment import select_images
+from cifar10_chip_losses import experiment_network   # its sibling in benchmarks/
 from neuro.sim import Engine
-
-MODEL = "experiments/models/cifar10_cnn.onnx"
 
 
 def main() -> None:
@@ -27,12 +23,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--timesteps", type=int, default=64)
     args = ap.parse_args()
-    net = ann.load_model(MODEL)
-    train, _ = datasets.load("cifar10", split="train")
-    test, labels = datasets.load("cifar10", split="test")
-    images, labels = select_images(test, labels, args.n, "spread")
-    calib = train[np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))]
-    snn = convert(net, calib, percentile=99.9, reset="subtract", v_init=0.5, readout="potential")
+    _, snn, images, labels = experiment_network(args.n)
     program = chips.compile_for("truenorth", snn, "rate", {})
     run = dict(encoding="regular", record_counts=True, progress=False)
     flt = Engine(snn).run(images, labels, args.timesteps, **run)
