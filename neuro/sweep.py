@@ -425,7 +425,7 @@ def cmd_sweep(args) -> None:
     print(f"{len(s['done'])} points done, {len(s['skipped'])} done before, {len(s['failed'])} failed; "
           f"table {Path(args.output) / 'sweep.csv'}")
     if s["failed"]:
-        first, error = next(iter(s["failed"].items()))
+        first, error = min(s["failed"].items())   # the first by point id, not by which failed first
         raise NeuroError(f"{len(s['failed'])} point(s) failed, e.g. {first}: {error} -- fix, then run again with "
                          "--resume")
 

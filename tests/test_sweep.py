@@ -253,12 +253,14 @@ def test_killing_a_worker_loses_no_finished_point(cluster, tmp_path):
 
 def test_resume_after_killing_the_client_runs_only_the_missing_points(cluster, tmp_path):
     _, address, *_ = cluster
-    path = write_sweep(tmp_path, '"emulation.timesteps" = [2, 3, 4, 5]\nseed = [0, 1]')
+    # 12 small points, killed at the first finished one: on a quiet machine 8 points could all finish before the
+    # kill landed
+    path = write_sweep(tmp_path, '"emulation.timesteps" = [2, 3, 4, 5, 6, 7]\nseed = [0, 1]')
     s = sweep.load_sweep(path)
     out = tmp_path / "out"
     run = _cli("sweep", str(path), "-o", str(out), "--scheduler", address, "--no-progress")
     try:
-        _until(lambda: len(_done(out, s)) >= 2, 240, "two finished points", every=0.05)
+        _until(lambda: len(_done(out, s)) >= 1, 240, "a finished point", every=0.05)
         run.send_signal(signal.SIGKILL)
         run.wait(30)
     finally:
