@@ -46,6 +46,7 @@ predicts on all 10,000 test images, and reports the accuracy ``neuro.ann.load_mo
 from __future__ import annotations
 
 import argparse
+import functools
 import datetime
 import hashlib
 import json
@@ -53,7 +54,6 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,18 +63,16 @@ import torch
 from torch import nn
 
 from neuro import datasets
-from neuro.ann.train import train_epoch
+from neuro.ann.train import ONNX_OPSET, export_onnx, onnx_logits, predict_logits, train_epoch
 from neuro.atomic import atomic_path
 
 NUM_THREADS = 2
 BATCH_SIZE = 128
-EVAL_BATCH_SIZE = 1000
 MAX_LR = 0.1  # peak learning rate of the one-cycle schedule (SGD, Nesterov momentum 0.9)
 WEIGHT_DECAY = 5e-4
 MAX_SHIFT = 4  # augmentation: random crop of the image zero-padded by 4 px (= random shifts of up to +-4 px)
 WIDTHS = (32, 64, 128)  # channels of the three conv blocks (two convs each)
 QCFS_INIT = 8.0  # initial QCFS threshold (Bu et al. 2022's code starts every layer at 8)
-ONNX_OPSET = 17
 ONNX_SIZE_LIMIT = 2 * 1024 * 1024
 
 
@@ -189,31 +187,8 @@ def augment(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tens
     return xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i : i + EVAL_BATCH_SIZE]) for i in range(0, len(x), EVAL_BATCH_SIZE)])
-
-
-def export_onnx(model: nn.Module, path: Path) -> None:
-    model.eval()
-    dummy = torch.zeros(1, 3, 32, 32, dtype=torch.float32)
-    # dynamo=False: the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=True)
-    onnx.checker.check_model(onnx.load(str(path)))
-
-
-def onnx_logits(path: Path, x: np.ndarray, threads: int = NUM_THREADS) -> np.ndarray:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    outs = [sess.run(["logits"], {"input": x[i : i + EVAL_BATCH_SIZE]})[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
-    return np.concatenate(outs)
+export_onnx = functools.partial(export_onnx, input_shape=(3, 32, 32))
+onnx_logits = functools.partial(onnx_logits, threads=NUM_THREADS)
 
 
 def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, history, train_seconds, t_start,
@@ -238,7 +213,7 @@ def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, histo
         tmp_onnx = Path(tmp) / onnx_path.name
         export_onnx(folded, tmp_onnx)
         onnx_bytes = tmp_onnx.read_bytes()
-        ort_logits = onnx_logits(tmp_onnx, x_test.numpy(), args.threads)
+        ort_logits = onnx_logits(tmp_onnx, x_test.numpy(), threads=args.threads)
         # neuro.ann's numpy forward pass takes minutes on 10,000 images: only for the last epoch's model
         final = len(history) == args.epochs
         neuro_acc = ann.load_model(str(tmp_onnx)).accuracy(x_test.numpy(), y_test.numpy()) if final else None

@@ -21,13 +21,13 @@ exported file predicts exactly what the torch model predicts on all 10,000 test 
 from __future__ import annotations
 
 import argparse
+import functools
 import datetime
 import hashlib
 import json
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +36,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from neuro.ann.train import train_epoch
+from neuro.ann.train import ONNX_OPSET, export_onnx, onnx_logits, predict_logits, train_epoch
 from neuro.datasets import load
 
 NUM_THREADS = 2
 BATCH_SIZE = 128
-EVAL_BATCH_SIZE = 1000
 MAX_LR = 2e-3  # peak learning rate of the one-cycle schedule (Adam)
 WEIGHT_DECAY = 0.0
 MAX_SHIFT = 2  # augmentation: random integer shifts of up to +-2 px in x and y
-ONNX_OPSET = 17
 ONNX_SIZE_LIMIT = 2 * 1024 * 1024
 
 
@@ -77,43 +75,8 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i : i + EVAL_BATCH_SIZE]) for i in range(0, len(x), EVAL_BATCH_SIZE)])
-
-
-def export_onnx(model: nn.Module, path: Path) -> None:
-    model.eval()
-    dummy = torch.zeros(1, 1, 28, 28, dtype=torch.float32)
-    # dynamo=False: the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-        _export(model, dummy, path)
-    onnx.checker.check_model(onnx.load(str(path)))
-
-
-def _export(model: nn.Module, dummy: torch.Tensor, path: Path) -> None:
-    torch.onnx.export(
-        model,
-        (dummy,),
-        str(path),
-        dynamo=False,
-        opset_version=ONNX_OPSET,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        do_constant_folding=True,
-    )
-
-
-def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = NUM_THREADS
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    outs = [sess.run(["logits"], {"input": x[i : i + EVAL_BATCH_SIZE]})[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
-    return np.concatenate(outs)
+export_onnx = functools.partial(export_onnx, input_shape=(1, 28, 28))
+onnx_logits = functools.partial(onnx_logits, threads=NUM_THREADS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,12 @@
-"""The seeded training epoch the training scripts in ``experiments/`` share (torch; imported only by them)."""
+"""What the training scripts in ``experiments/`` share: the seeded epoch, evaluation and the checked ONNX export
+(torch; imported only by them)."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,3 +39,41 @@ def train_epoch(model, x, y, optimizer, scheduler, loss_fn, batch_size: int, aug
             bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     bar.close()
     return total_loss / seen, correct / seen
+
+
+EVAL_BATCH_SIZE = 1000   # images per forward pass when evaluating (memory, not results)
+ONNX_OPSET = 17          # the opset every shipped model file is written with
+
+
+@torch.no_grad()
+def predict_logits(model, x: torch.Tensor) -> torch.Tensor:
+    """The model's logits on ``x`` in eval mode, a batch of EVAL_BATCH_SIZE at a time."""
+    model.eval()
+    return torch.cat([model(x[i : i + EVAL_BATCH_SIZE]) for i in range(0, len(x), EVAL_BATCH_SIZE)])
+
+
+def export_onnx(model, path: Path, input_shape: tuple[int, ...]) -> None:
+    """``model`` as an ONNX file taking (batch, *input_shape) "input" and giving "logits", checked by onnx."""
+    import onnx
+
+    model.eval()
+    dummy = torch.zeros(1, *input_shape, dtype=torch.float32)
+    # dynamo=False: the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def onnx_logits(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
+    """onnxruntime's logits for ``x`` from the file at ``path`` (CPU, ``threads`` intra-op threads)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    outs = [sess.run(["logits"], {"input": x[i : i + EVAL_BATCH_SIZE]})[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
+    return np.concatenate(outs)
