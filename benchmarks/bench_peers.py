@@ -1,6 +1,9 @@
 """Our engine next to the best existing ANN->SNN converters: same model, same images, same T.
 
-Converts the reference MNIST CNN with each system and simulates the first ``--n`` test images for
+Converts a model (default: the reference MNIST CNN; ``--data cifar10 --model
+experiments/models/cifar10_cnn.onnx`` for the CIFAR-10 one) with each system and simulates ``--n`` test
+images (the first N for MNIST; for CIFAR-10, whose test split is stored class by class, every
+(10,000 / N)-th image, as the experiments' ``select = "spread"``) for
 ``--timesteps`` steps in batches of ``--batch``, then prints accuracy and images/s of each, as
 medians of interleaved repeats (ours, spikingjelly, sinabs, ours, ...) in one process. The peers come
 from the optional ``bench`` extra (``pip install -e '.[bench]'``, best in a venv of its own; it pulls a
@@ -11,7 +14,8 @@ What every system gets (the same for all three):
 * the same weights: the model file is imported once into our IR (``neuro.ann.load_model``) and the
   peers get an ``nn.Sequential`` built from that IR, weights copied;
 * constant-current (analog) input: the image itself is the input current at every step;
-* calibration on the same first 1000 training images, 99.9th percentile normalisation;
+* calibration on the same first 1000 training images (``neuro.datasets.load``, the dataset of ``--data``),
+  99.9th percentile normalisation;
 * ``torch.set_num_threads(--threads)`` (default 2); numba and BLAS on their default threads.
 
 The systems:
@@ -66,6 +70,7 @@ from neuro import ann, datasets, graph
 from neuro.baselines import to_torch
 from neuro.convert import convert, layer_scales
 from neuro.errors import NeuroError
+from neuro.experiment import select_images
 from neuro.sim import Engine
 
 MODEL = Path(__file__).resolve().parents[1] / "experiments" / "models" / "mnist_cnn.onnx"
@@ -219,7 +224,8 @@ def _versions(names) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=MODEL, help="model file (default: the reference MNIST CNN)")
-    p.add_argument("--n", type=int, default=1024, help="first N MNIST test images")
+    p.add_argument("--data", default="mnist", help="dataset name for neuro.datasets.load (default mnist)")
+    p.add_argument("--n", type=int, default=1024, help="N test images (CIFAR-10: spread over the split)")
     p.add_argument("--timesteps", type=int, default=100)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
@@ -245,11 +251,12 @@ def main(argv=None) -> dict:
         raise NeuroError(f"model file not found: {args.model} (train it with experiments/train_mnist.py, "
                          "or pass --model)")
     net = ann.load_model(args.model)
-    train_x, _ = datasets.load("mnist", split="train")
-    test_x, test_y = datasets.load("mnist", split="test")
+    train_x, _ = datasets.load(args.data, split="train")
+    test_x, test_y = datasets.load(args.data, split="test")
     # writable copies (the loader's arrays are read-only views, which torch.from_numpy warns about)
     calibration = np.array(train_x[:N_CALIBRATION])
-    images, labels = np.array(test_x[:args.n]), np.array(test_y[:args.n])
+    images, labels = select_images(test_x, test_y, args.n, "first" if args.data == "mnist" else "spread")
+    images, labels = np.array(images), np.array(labels)
 
     classes = {"ours": Ours, "spikingjelly": SpikingJelly, "sinabs": Sinabs}
     systems, convert_s = [], {}
@@ -277,7 +284,7 @@ def main(argv=None) -> dict:
             results[s.name] = r
 
     figures = {
-        "model": args.model.name, "n": args.n, "timesteps": args.timesteps, "batch": args.batch,
+        "model": args.model.name, "data": args.data, "n": args.n, "timesteps": args.timesteps, "batch": args.batch,
         "repeats": args.repeats, "torch_threads": args.threads, "calibration_images": len(calibration),
         "percentile": args.percentile, "input": "constant current (analog image every step)",
         "ann_accuracy": net.accuracy(images, labels),
@@ -307,7 +314,7 @@ def main(argv=None) -> dict:
 
 
 def print_table(figures: dict, names: list[str]) -> None:
-    print(f"{figures['model']}: first {figures['n']} MNIST test images, T={figures['timesteps']}, "
+    print(f"{figures['model']}: {figures['n']} {figures.get('data', 'mnist')} test images, T={figures['timesteps']}, "
           f"batch {figures['batch']}, {figures['torch_threads']} torch threads, median of "
           f"{figures['repeats']} interleaved repeats; ANN accuracy {100 * figures['ann_accuracy']:.2f} %")
     print(f"  {'system':14s} {'version':10s} {'accuracy %':>10s} {'images/s':>10s} {'ours is':>8s}")
