@@ -270,13 +270,17 @@ def test_stochastic_threshold_spike_probability():
 
 # --- the literal equations on random cores (every mode, stochastic ones included) -------------------------
 
-def _random_core(rng):
+def _random_core(rng, deterministic_share=0.0):
+    """Random parameters in every mode; a ``deterministic_share`` of the neurons draws no random numbers (no
+    stochastic synapse, leak or threshold: the kernel's other path)."""
     def per_neuron(lo, hi):
         return rng.integers(lo, hi + 1, N)
+    draws = rng.random(N) >= deterministic_share
     return _core(crossbar=rng.random((N, N)) < 0.1, types=rng.integers(0, 4, N),
-                 weights=rng.integers(-256, 256, (N, 4)), stochastic_synapse=rng.random((N, 4)) < 0.3,
-                 leak=per_neuron(-20, 20), leak_reversal=per_neuron(0, 1), stochastic_leak=per_neuron(0, 1),
-                 alpha=per_neuron(0, 300), beta=per_neuron(0, 300), threshold_mask_bits=per_neuron(0, 8),
+                 weights=rng.integers(-256, 256, (N, 4)),
+                 stochastic_synapse=(rng.random((N, 4)) < 0.3) & draws[:, None],
+                 leak=per_neuron(-20, 20), leak_reversal=per_neuron(0, 1), stochastic_leak=per_neuron(0, 1) * draws,
+                 alpha=per_neuron(0, 300), beta=per_neuron(0, 300), threshold_mask_bits=per_neuron(0, 8) * draws,
                  reset_value=per_neuron(-200, 200), reset_mode=per_neuron(0, 2), kappa=per_neuron(0, 1),
                  v0=per_neuron(-300, 300))
 
@@ -321,10 +325,10 @@ def _reference(core, x, seed):
     return np.array(spikes_out), np.array(v_out)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_matches_the_literal_equations_on_random_cores(seed):
+@pytest.mark.parametrize("seed, deterministic_share", [(0, 0.0), (1, 0.0), (2, 0.5), (3, 1.0)])
+def test_matches_the_literal_equations_on_random_cores(seed, deterministic_share):
     rng = np.random.default_rng(seed)
-    core = _random_core(rng)
+    core = _random_core(rng, deterministic_share)
     x = rng.random((25, N)) < 0.3
     spikes, v = simulate_core(core, x, seed=seed)
     ref_spikes, ref_v = _reference(core, x, seed)

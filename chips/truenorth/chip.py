@@ -154,7 +154,7 @@ def _csr(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray,
 def _compile(chip: Chip) -> tuple:
     """The kernel's arrays: stacked neuron parameters, crossbars as CSR by axon, routes, inputs, outputs."""
     n = len(chip.cores)
-    params = [np.empty((n, *p.shape), np.int32) for p in chip.cores[0].kernel_params()]
+    params = [np.empty((n, *p.shape), p.dtype) for p in chip.cores[0].kernel_params()]
     v0 = np.empty((n, CORE_NEURONS), np.int32)
     row_bits = np.empty(n * CORE_AXONS, np.int64)
     synapses = []                                     # per core: g 256 + j of each set bit, by axon then neuron

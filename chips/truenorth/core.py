@@ -156,10 +156,27 @@ class CoreConfig:
         return blocks.reshape(AXON_TYPES * CORE_NEURONS, CORE_AXONS).astype(np.float32)
 
     def kernel_params(self) -> tuple:
-        """The per-neuron arrays in ``tick``'s argument order; the mask is 2^TM - 1."""
+        """The per-neuron arrays in ``tick``'s argument order, each in the narrowest dtype that holds its field
+        (``KERNEL_DTYPES``); the mask is 2^TM - 1."""
         mask = (1 << self.threshold_mask_bits) - 1
-        return (self.weights, self.stochastic_synapse, self.leak, self.leak_reversal, self.stochastic_leak,
-                self.alpha, self.beta, mask, self.reset_value, self.reset_mode, self.kappa)
+        params = (self.weights, self.stochastic_synapse, self.leak, self.leak_reversal, self.stochastic_leak,
+                  self.alpha, self.beta, mask, self.reset_value, self.reset_mode, self.kappa)
+        return tuple(p.astype(dtype) for p, dtype in zip(params, KERNEL_DTYPES))
+
+
+# dtypes of ``kernel_params``: a chip's kernel streams every core's parameters each tick, so narrow types are
+# what bounds its speed on thousands of cores (docs/results.md). The kernel computes V in int64 whatever these are.
+KERNEL_DTYPES = (np.int16,   # weights: signed 9-bit
+                 np.uint8,   # stochastic_synapse: flag
+                 np.int16,   # leak: signed 9-bit
+                 np.uint8,   # leak_reversal: flag
+                 np.uint8,   # stochastic_leak: flag
+                 np.int32,   # alpha: unsigned 18-bit
+                 np.int32,   # beta: unsigned 18-bit
+                 np.uint8,   # mask 2^TM - 1, TM <= 8
+                 np.int32,   # reset value: signed 18-bit
+                 np.uint8,   # reset mode: 0..2
+                 np.uint8)   # kappa: flag
 
 
 # --- the chip's mesh ---------------------------------------------------------------------------------------
@@ -272,9 +289,17 @@ def core_update(counts_b, v_b, spikes_b, rng, b, weights, stochastic_synapse, le
     ``spikes_b[:256]`` and returns their number."""
     total = 0
     for j in range(CORE_NEURONS):
-        vv = np.int64(v_b[j]) + _integrate(counts_b, j, weights, stochastic_synapse, rng, b)
-        vv = _leak(vv, leak[j], leak_reversal[j], stochastic_leak[j], rng, b)
-        eta = _draw(rng, b) & mask[j] if mask[j] else 0
+        s = stochastic_synapse[j]
+        if s[0] | s[1] | s[2] | s[3] | stochastic_leak[j] | mask[j]:   # draws, in the documented order
+            vv = np.int64(v_b[j]) + _integrate(counts_b, j, weights, stochastic_synapse, rng, b)
+            vv = _leak(vv, leak[j], leak_reversal[j], stochastic_leak[j], rng, b)
+            eta = _draw(rng, b) & mask[j] if mask[j] else 0
+        else:   # no draws: the same sums without the per-event branches, several times faster (bench_truenorth)
+            vv = np.int64(v_b[j])
+            for g in range(AXON_TYPES):
+                vv += np.int64(counts_b[g * CORE_NEURONS + j]) * weights[j, g]
+            vv = _leak(vv, leak[j], leak_reversal[j], 0, rng, b)
+            eta = 0
         vv, spiked = _fire(vv, alpha[j], beta[j], eta, reset[j], mode[j], kappa[j])
         v_b[j] = vv
         spikes_b[j] = 1 if spiked else 0
