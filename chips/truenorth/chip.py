@@ -18,8 +18,9 @@ costs ``mesh_hops`` between its cores when both are on one chip, else one chip c
 multi-chip path are not counted). SOPs are MER14's: an active axon x a set crossbar bit.
 
 The kernel is numba, GIL-free: the cores of a tick update in parallel (``prange``; each core owns its
-generator, V and spike buffer, so results do not depend on the thread count), then one serial pass routes
-the tick's spikes. A core's crossbar is stored by axon (CSR), so an active axon costs its set bits.
+generator, V and spike buffer, so results do not depend on the thread count) and look up their spikes' routes,
+then one serial pass sets the target axons. A core's crossbar is stored by axon (CSR), so an active axon costs
+its set bits.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def _csr(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray,
     return ptr, values[order]
 
 
+ROUTE = np.dtype([("dest", np.int32),       # target axon, core x 256 + axon; -1 = not routed on chip
+                  ("delay", np.uint8), ("hops", np.uint8), ("crossing", np.uint8),
+                  ("output", np.uint8)])     # 1: the neuron's spikes are recorded
+# one 8-byte record per neuron: routing a spike reads one record (it is a random access into a large table)
+
+
 def _compile(chip: Chip) -> tuple:
     """The kernel's arrays: stacked neuron parameters, crossbars as CSR by axon, routes, inputs, outputs."""
     n = len(chip.cores)
@@ -171,29 +178,34 @@ def _compile(chip: Chip) -> tuple:
 
     target = chip.routes[..., 0].reshape(-1)
     routed = target >= 0
-    dest = np.where(routed, target * CORE_AXONS + chip.routes[..., 1].reshape(-1), -1)
-    delay = chip.routes[..., 2].reshape(-1).astype(np.int64)
     source = np.repeat(np.arange(n), CORE_NEURONS)
     (src_chip, sx, sy), (dst_chip, dx, dy) = placement(source), placement(np.maximum(target, 0))
     same = routed & (src_chip == dst_chip)
-    hops = np.where(same, mesh_hops(np.stack([sx, sy], -1), np.stack([dx, dy], -1)), 0).astype(np.int64)
-    crossing = (routed & ~same).astype(np.int64)
+    route = np.zeros(n * CORE_NEURONS, ROUTE)
+    route["dest"] = np.where(routed, target * CORE_AXONS + chip.routes[..., 1].reshape(-1), -1)
+    route["delay"] = chip.routes[..., 2].reshape(-1)
+    route["hops"] = np.where(same, mesh_hops(np.stack([sx, sy], -1), np.stack([dx, dy], -1)), 0)
+    route["crossing"] = routed & ~same
+    out = chip.outputs
+    route["output"][out[:, 0] * CORE_NEURONS + out[:, 1]] = 1
 
     inp = chip.inputs
     in_ptr, in_dest = _csr(inp[:, 0], inp[:, 1] * CORE_AXONS + inp[:, 2], chip.n_inputs)
-    out = chip.outputs
     out_ptr, out_idx = _csr(out[:, 0] * CORE_NEURONS + out[:, 1], out[:, 2], n * CORE_NEURONS)
-    return (tuple(params), v0, ptr, idx, dest, delay, hops, crossing, in_ptr, in_dest, out_ptr, out_idx)
+    return (tuple(params), v0, ptr, idx, route, in_ptr, in_dest, out_ptr, out_idx)
 
 
 # --- the kernel -----------------------------------------------------------------------------------------------------
 
 @njit(nogil=True, cache=True, parallel=True)
-def _run_ticks(t0, x, out, active, v, rng, spiked, fired, n_fired, core_sops, totals, ptr, idx, dest, delay, hops,
-               crossing, in_ptr, in_dest, out_ptr, out_idx, weights, stochastic_synapse, leak, leak_reversal,
+def _run_ticks(t0, x, out, active, v, rng, spiked, targets, recorded, n_fired, core_totals, totals, ptr, idx, route,
+               in_ptr, in_dest, out_ptr, out_idx, weights, stochastic_synapse, leak, leak_reversal,
                stochastic_leak, alpha, beta, mask, reset, mode, kappa):
     """Ticks t0 .. t0 + len(x) - 1: ``active`` (16, cores x 256) the axon scheduler, ``v`` and ``rng`` per
-    core; writes output spikes into ``out``, adds SOPs, spikes, hops, crossings to ``totals``."""
+    core; writes output spikes into ``out``, adds SOPs, spikes, hops, crossings to ``totals``.
+
+    The parallel pass also looks up each spike's route (a random read into a large table); the serial pass only
+    sets the target axons."""
     n = v.shape[0]
     blocks = (n + CORE_BLOCK - 1) // CORE_BLOCK
     for step in range(x.shape[0]):
@@ -213,28 +225,35 @@ def _run_ticks(t0, x, out, active, v, rng, spiked, fired, n_fired, core_sops, to
                         for p in range(ptr[a], ptr[a + 1]):
                             counts[idx[p]] += 1
                         sops += ptr[a + 1] - ptr[a]
-                core_sops[k] = sops
                 m = core_update(counts, v[k], spiked[k], rng, k, weights[k], stochastic_synapse[k], leak[k],
                                 leak_reversal[k], stochastic_leak[k], alpha[k], beta[k], mask[k], reset[k], mode[k],
                                 kappa[k])
+                hops = crossings = q = 0
                 if m:
-                    q = 0
                     for j in range(CORE_NEURONS):
                         if spiked[k, j]:
-                            fired[k, q] = j
+                            r = route[k * CORE_NEURONS + j]
+                            # the target axon's flat index in active (-1: none); the neuron if recorded (else -1)
+                            targets[k, q] = ((slot + r.delay) % SLOTS) * active.shape[1] + r.dest if r.dest >= 0 else -1
+                            recorded[k, q] = k * CORE_NEURONS + j if r.output else -1
+                            hops += r.hops
+                            crossings += r.crossing
                             q += 1
                 n_fired[k] = m
+                core_totals[k, 0], core_totals[k, 1], core_totals[k, 2] = sops, hops, crossings
+        flat = active.reshape(-1)
         for k in range(n):                                # (3) route and record, serially
-            totals[0] += core_sops[k]
+            totals[0] += core_totals[k, 0]
             totals[1] += n_fired[k]
+            totals[2] += core_totals[k, 1]
+            totals[3] += core_totals[k, 2]
             for q in range(n_fired[k]):
-                neuron = k * CORE_NEURONS + fired[k, q]
-                if dest[neuron] >= 0:
-                    active[(slot + delay[neuron]) % SLOTS, dest[neuron]] = 1
-                    totals[2] += hops[neuron]
-                    totals[3] += crossing[neuron]
-                for p in range(out_ptr[neuron], out_ptr[neuron + 1]):
-                    out[step, out_idx[p]] = True
+                if targets[k, q] >= 0:
+                    flat[targets[k, q]] = 1
+                neuron = recorded[k, q]
+                if neuron >= 0:
+                    for p in range(out_ptr[neuron], out_ptr[neuron + 1]):
+                        out[step, out_idx[p]] = True
 
 
 def _input_spikes(input_spikes, n_inputs: int) -> np.ndarray:
@@ -260,15 +279,16 @@ def run_chip(chip: Chip, input_spikes, seed: int = 0, progress: bool = False) ->
     n, T = len(chip.cores), len(x)
     v, rng = v0.copy(), np.array([seed_state(int(seed) + k) for k in range(n)], np.int64)
     active = np.zeros((SLOTS, n * CORE_AXONS), np.uint8)
-    spiked, fired = np.zeros((n, CORE_NEURONS), np.uint8), np.zeros((n, CORE_NEURONS), np.int16)
+    spiked = np.zeros((n, CORE_NEURONS), np.uint8)
+    targets, recorded = np.zeros((n, CORE_NEURONS), np.int64), np.zeros((n, CORE_NEURONS), np.int64)  # per spike
     n_fired = np.zeros(n, np.int64)
-    core_sops, totals = np.zeros(n, np.int64), np.zeros(4, np.int64)
+    core_totals, totals = np.zeros((n, 3), np.int64), np.zeros(4, np.int64)
     out = np.zeros((T, chip.n_outputs), bool)
     with tqdm(total=T, unit="tick", disable=not progress, leave=False, desc=f"TrueNorth {n} cores") as bar:
         for t0 in range(0, T, TICKS_PER_CALL):
             t1 = min(T, t0 + TICKS_PER_CALL)
-            _run_ticks(t0, x[t0:t1], out[t0:t1], active, v, rng, spiked, fired, n_fired, core_sops, totals, *arrays,
-                       *params)
+            _run_ticks(t0, x[t0:t1], out[t0:t1], active, v, rng, spiked, targets, recorded, n_fired, core_totals, totals,
+                       *arrays, *params)
             bar.update(t1 - t0)
     sops, spikes, hops, crossings = (int(c) for c in totals)
     return ChipRun(spikes=out, sops=sops, neuron_spikes=spikes, hops=hops, chip_crossings=crossings, ticks=T)
