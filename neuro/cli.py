@@ -56,6 +56,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--readout", choices=("potential", "spikes"), default="potential",
                    help="class from the output potential or the output spike count (default: potential)")
     c.add_argument("--pool-neurons", action="store_true", help="spiking neurons after each average pooling")
+    c.add_argument("--calibrate-steps", type=int, default=0, metavar="T",
+                   help="correct each hidden layer's bias for runs of T steps (Li et al. 2021 bias calibration, "
+                        "constant-current input) on at most 256 of the calibration images, spread over them; one "
+                        "SNN run per hidden layer (default: 0 = off)")
     c.add_argument("--torch-class", help="for a state_dict checkpoint: the model class as module:Class")
     c.add_argument("--input-shape", type=int_tuple, help="for a torch checkpoint: input shape C,H,W")
 
@@ -101,6 +105,8 @@ def cmd_convert(args) -> None:
     from neuro import ann, datasets, snn
     from neuro.convert import convert, model_thresholds
 
+    if args.calibrate_steps < 0:
+        raise NeuroError(f"--calibrate-steps must be 0 (no calibration) or more steps, got {args.calibrate_steps}")
     net = ann.load_model(args.model, torch_class=args.torch_class, torch_input_shape=args.input_shape)
     thresholds = (model_thresholds(ann.load_metadata(args.model), ann.metadata_path(args.model))
                   if args.scales == "model" else None)
@@ -111,6 +117,13 @@ def cmd_convert(args) -> None:
     calib = images[np.sort(rng.choice(len(images), min(args.calibration, len(images)), replace=False))]
     result = convert(net, calib, percentile=args.percentile, thresholds=thresholds, reset=args.reset, leak=args.leak,
                      v_init=args.v_init, readout=args.readout, pool_neurons=args.pool_neurons)
+    if args.calibrate_steps:
+        from neuro.calibrate import INFO_KEY, calibrate_biases
+
+        start = time.perf_counter()
+        result = calibrate_biases(result, calib, args.calibrate_steps)
+        print(f"calibrated the biases for T = {args.calibrate_steps} on {result.info[INFO_KEY]['images']} "
+              f"calibration images in {time.perf_counter() - start:.1f} s (measured)")
     result.info["model_file"] = str(args.model)
     snn.save(result, args.output)
     print(f"wrote {args.output}: {len(result.ops)} ops, {sum(1 for o in result.ops if type(o).__name__ == 'Neurons')} "

@@ -42,17 +42,21 @@ def model_thresholds(metadata: dict | None, source) -> list[float]:
     return [float(v) for v in values]
 
 
-def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
-    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``.
+def activations(net: graph.Network, images: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output on ``images`` (``Network.forward(collect=True)``), BLAS on one thread: a multithreaded
+    BLAS splits the sums by its thread count, which moved the scales by a float32 ULP from one machine to another."""
+    with threadpool_limits(1, user_api="blas"):
+        return net.forward(images, collect=True)[1]
 
-    BLAS runs on one thread here: a multithreaded BLAS splits the sums by its thread count, which moved
-    the scales by a float32 ULP from one machine to another."""
+
+def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
+    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``
+    (``activations``)."""
     if not 0 < percentile <= 100:
         raise NeuroError(f"percentile {percentile} is out of range: use 0 < p <= 100 (100 = max normalisation)")
     if len(calibration) == 0:
         raise NeuroError("the calibration set is empty: give at least one image")
-    with threadpool_limits(1, user_api="blas"):
-        _, acts = net.forward(calibration, collect=True)
+    acts = activations(net, calibration)
     scales = {}
     for i, layer in enumerate(net.layers):
         if isinstance(layer, graph.ReLU):

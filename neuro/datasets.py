@@ -121,6 +121,13 @@ def classes(name: str = "mnist", split: str = "test", root=None, download: bool 
     return list(_load(name, split, root, download)[2])
 
 
+def spread(total: int, n: int) -> np.ndarray:
+    """Indices of min(n, total) items spread evenly over ``total``, every (total / n)-th: class-balanced on a split
+    stored class by class, as the CIFAR-10 JPEG copy's (docs/datasets.md), or on a sorted random draw from one."""
+    n = min(n, total)
+    return (np.arange(n) * total) // n
+
+
 def spec_error(name) -> str | None:
     """None if ``name`` is a data spec ``load`` accepts, else what is wrong (for config checks)."""
     if name in SPLITS or (isinstance(name, str) and name.startswith(IMAGEFOLDER) and name[len(IMAGEFOLDER):]):

@@ -62,6 +62,8 @@ SCHEMA = {
         "v_init": (float, 0.5, None),
         "readout": (str, "potential", _one_of("potential", "spikes")),
         "pool_neurons": (bool, False, None),
+        # > 0: biases calibrated for this many steps (neuro.calibrate), fed as [emulation] encoding feeds the chips
+        "calibrate_steps": (int, 0, lambda v: None if v >= 0 else "must be 0 (no calibration) or more steps"),
     },
     "emulation": {
         "chips": (list[str], [FLOAT], None),
@@ -354,8 +356,7 @@ def _data_words(d: dict) -> str:
 def select_images(images, labels, n: int, how: str = "first"):
     """The first ``n`` images, or (``how="spread"``) ``n`` spread evenly over the split, every (len / n)-th one:
     class-balanced on a split stored class by class, as the CIFAR-10 JPEG copy's (docs/datasets.md)."""
-    n = min(n, len(images))
-    idx = slice(0, n) if how == "first" else (np.arange(n) * len(images)) // n
+    idx = slice(0, n) if how == "first" else datasets.spread(len(images), n)
     return images[idx], labels[idx]
 
 
@@ -393,6 +394,11 @@ def _convert(config: Config):
     calib = train[np.sort(rng.choice(len(train), c["calibration"], replace=False))]
     snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
                   v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
+    if c["calibrate_steps"]:
+        from neuro.calibrate import calibrate_biases
+
+        snn = calibrate_biases(snn, calib, c["calibrate_steps"], encoding=config["emulation"]["encoding"],
+                               seed=config.seed, batch_size=config["emulation"]["batch_size"])
     snn.info["model_file"] = config["model"]["path"]
     return snn
 

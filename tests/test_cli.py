@@ -212,3 +212,26 @@ def test_convert_scales_from_the_model_metadata(tmp_path, mnist_test, capsys):
     assert "scales (model) 1.5, 2, 4.25" in capsys.readouterr().out
     info = snn.load(tmp_path / "a.h5").info
     assert info["scales"] == [1.5, 2.0, 4.25] and info["scales_from"] == "model"
+
+
+def test_convert_calibrate_steps(tmp_path, mnist_test, capsys):
+    """--calibrate-steps 0 writes the same SNN as no option; T > 0 moves the hidden biases and says so in the
+    SNN's info; a negative T is a one-line error."""
+    import numpy as np
+
+    from neuro import snn
+
+    convert = ["convert", str(REFERENCE_ONNX), "--data", "mnist", "--calibration", "40", "-o"]
+    for name, extra in (("plain", []), ("zero", ["--calibrate-steps", "0"]), ("two", ["--calibrate-steps", "2"])):
+        assert main(convert + [str(tmp_path / f"{name}.h5")] + extra) == 0
+    assert "calibrated the biases for T = 2 on 40 calibration images in" in capsys.readouterr().out
+    plain, zero, two = (snn.load(tmp_path / f"{name}.h5") for name in ("plain", "zero", "two"))
+    assert zero.info == plain.info and "bias_calibration" not in plain.info
+    assert two.info["bias_calibration"] == {"timesteps": 2, "images": 40, "encoding": "current"}
+    biases = [[op.op.bias for op in s.ops if hasattr(getattr(op, "op", None), "bias")] for s in (plain, zero, two)]
+    assert all(np.array_equal(a, b) for a, b in zip(biases[0], biases[1]))
+    assert [np.array_equal(a, b) for a, b in zip(biases[0], biases[2])] == [False, False, False, True]
+    assert main(convert + [str(tmp_path / "bad.h5"), "--calibrate-steps", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--calibrate-steps must be 0 (no calibration) or more steps, got -1" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.h5").exists()

@@ -229,6 +229,10 @@ def _run(text, chip):
      "key 'emulation.coefficients': the TrueNorth cost model takes only its own coefficient sets"),
     (lambda t: t.replace("images = 32", 'images = 32\nselect = "random"'), "'data.select' must be one of"),
     (lambda t: t.replace("calibration = 32", 'calibration = 32\nscales = "max"'), "'conversion.scales' must be one of"),
+    (lambda t: t.replace("calibration = 32", "calibration = 32\ncalibrate_steps = -4"),
+     "'conversion.calibrate_steps' must be 0 \\(no calibration\\) or more steps, got -4"),
+    (lambda t: t.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 2.5"),
+     "'conversion.calibrate_steps' must be an integer"),
 ])
 def test_bad_config(tmp_path, edit, message):
     with pytest.raises(NeuroError, match=message) as e:
@@ -251,6 +255,19 @@ def test_model_scales_come_from_the_metadata_next_to_the_model(tmp_path, mnist_t
     (tmp_path / "net.json").write_text('{"qcfs_thresholds": [1.5, 2.0, 4.5]}')   # other scales: not the same run
     with pytest.raises(NeuroError, match=r"cannot resume .*: the model's metadata JSON \(its QCFS thresholds"):
         experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out2", resume=True, progress=False)
+
+
+def test_calibrate_steps_is_part_of_the_run(tiny_run, tmp_path):
+    """[conversion] calibrate_steps: 0 is the default (an old results file resumes), another value is another run
+    (not resumed), and the conversion calibrates the biases for that T with the emulation's encoding."""
+    zero = write_config(tmp_path, TINY.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 0"))
+    assert experiment.load_config(zero).values == experiment.load_config(write_config(tmp_path, TINY, "t.toml")).values
+    experiment.run_experiment(zero, tiny_run.parent, resume=True, progress=False)  # every part is there already
+    two = write_config(tmp_path, TINY.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 2"))
+    with pytest.raises(NeuroError, match="differs from the config stored"):
+        experiment.run_experiment(two, tiny_run.parent, resume=True, progress=False)
+    snn = experiment._convert(experiment.load_config(two))
+    assert snn.info["bias_calibration"] == {"timesteps": 2, "images": 32, "encoding": "current"}
 
 
 SHIPPED = [p for p in sorted(REFERENCE_ONNX.parents[1].glob("*.toml")) if "_sweep" not in p.stem]
