@@ -137,4 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except NeuroError as e:  # bad input: one line, no traceback
+        sys.exit(f"error: {e}")
