@@ -251,6 +251,9 @@ def main(argv=None) -> dict:
         raise NeuroError(f"model file not found: {args.model} (train it with experiments/train_mnist.py, "
                          "or pass --model)")
     net = ann.load_model(args.model)
+    if any(isinstance(layer, graph.QCFS) for layer in net.layers):  # the peers' converters would treat it as linear
+        raise NeuroError(f"{args.model} has QCFS activations: the peers here convert ReLU networks only (their "
+                         "converters replace nn.ReLU); give a ReLU model")
     train_x, _ = datasets.load(args.data, split="train")
     test_x, test_y = datasets.load(args.data, split="test")
     # writable copies (the loader's arrays are read-only views, which torch.from_numpy warns about)

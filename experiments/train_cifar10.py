@@ -13,17 +13,19 @@ padding (else they need spiking neurons after the pool, ``pool_neurons``, which 
 cannot place). At export the BatchNorms are
 folded into their convolutions and the per-channel input normalisation (the training split's mean/std,
 ``neuro.datasets.channel_stats``) into the first convolution, so the ONNX model is plain
-Conv/Relu/AveragePool/Flatten/Gemm and takes images in [0, 1] directly, as the converter wants.
+Conv/Relu/AveragePool/Flatten/Gemm (QCFS: see below) and takes images in [0, 1] directly, as the converter wants.
 The folding is exact because the network zero-pads the *raw* image before normalising it
 (``PadNormalise``): conv(W, (pad(x) - m) / s) = conv(W / s, pad(x)) + b - sum W m / s.
 
 ``--qcfs L``: train with the quantisation-clip-floor-shift activation of Bu et al. 2022 ("Optimal
 ANN-SNN conversion for high-accuracy and ultra-low-latency spiking neural networks", ICLR) with L
-levels and a trainable threshold per layer. The exported ONNX replaces it by ReLU, so its accuracy
-(``test_accuracy``) is that of the unquantised network; ``trained_model_test_accuracy`` is the QCFS
-network's. The thresholds go into the metadata (``qcfs_thresholds``, one per ReLU of the ONNX file, in
-order); ``neuro convert --scales model`` (``[conversion] scales = "model"``) takes each layer's scale
-from them, which makes the SNN's rate the QCFS activation (``neuro.convert``).
+levels and a trainable threshold per layer. ONNX has no QCFS op: the export writes each as the standard ops
+Mul(L / threshold), Add(0.5), Floor, Clip(0, L), Mul(threshold / L) (``neuro.baselines.torch_net.qcfs_module``,
+the float32 constants of ``neuro.graph.QCFS``), which ``neuro.ann`` imports back as one QCFS layer, so the file
+computes the trained QCFS network (BatchNorm folded). The thresholds also go into the metadata
+(``qcfs_thresholds``, one per QCFS layer, in order); ``neuro convert`` takes each QCFS layer's scale from the
+file (``--scales model`` from the metadata, which must agree), which makes the SNN's rate the QCFS activation
+(``neuro.convert``).
 
 ``--threads N``: torch and onnxruntime threads (default 2). After every epoch the model as it is then is
 folded, exported, checked and written (``<name>.onnx`` then ``<name>.json``, each atomically;
@@ -40,7 +42,8 @@ Usage (from the repository root):
 
 Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded
 model computes what the trained one does, that onnxruntime on the exported file predicts exactly what the folded torch model
-predicts on all 10,000 test images, and reports the accuracy ``neuro.ann.load_model`` gets from the file.
+predicts on all 10,000 test images (QCFS: all but ``neuro.ann.train.allowed_disagreements``, floor ties), and reports
+the accuracy ``neuro.ann.load_model`` gets from the file.
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from neuro import datasets
-from neuro.ann.train import ONNX_OPSET, export_onnx, onnx_logits, predict_logits, train_epoch
+from neuro import datasets, graph
+from neuro.ann.train import ONNX_OPSET, allowed_disagreements, export_onnx, onnx_logits, predict_logits, train_epoch
 from neuro.atomic import atomic_path
+from neuro.baselines.torch_net import qcfs_module
 
 NUM_THREADS = 2
 BATCH_SIZE = 128
@@ -141,7 +145,8 @@ def build_model(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), widths=WIDTHS, qcfs: 
 @torch.no_grad()
 def export_model(model: nn.Sequential) -> nn.Sequential:
     """The same map as plain Conv(bias)/ReLU/AvgPool/Flatten/Linear: BatchNorm folded into each conv, the
-    input normalisation into the first conv (its padding restored to 1), QCFS replaced by ReLU."""
+    input normalisation into the first conv (its padding restored to 1), QCFS by a module with fixed
+    constants that exports to the standard ONNX ops ``neuro.ann`` imports as ``graph.QCFS``."""
     mods = list(model)
     if not isinstance(mods[0], PadNormalise):
         raise ValueError("the model must start with PadNormalise")
@@ -164,7 +169,7 @@ def export_model(model: nn.Sequential) -> nn.Sequential:
             out.append(conv)
             i += 2
             continue
-        out.append(nn.ReLU() if isinstance(m, QCFS) else m)
+        out.append(qcfs_module(graph.QCFS(float(m.threshold), m.levels)) if isinstance(m, QCFS) else m)
         i += 1
     return nn.Sequential(*out).eval()
 
@@ -228,9 +233,11 @@ def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, histo
           f"onnxruntime {100 * ort_acc:.2f} %, neuro.ann {neuro_text}, onnx/torch disagreements {n_disagree}, "
           f"max |logit diff| {max_abs_diff:.2e}, onnx size {size} bytes")
     if args.qcfs:
-        print(f"QCFS thresholds (the exported model has ReLU in their place): {qcfs_thresholds(model)}")
-    if n_disagree:
-        print(f"error: onnxruntime and torch disagree on {n_disagree} of {len(ort_pred)} test images", file=sys.stderr)
+        print(f"QCFS thresholds (exported as QCFS node sequences): {qcfs_thresholds(model)}")
+    allowed = allowed_disagreements(len(ort_pred), quantised=bool(args.qcfs))
+    if n_disagree > allowed:
+        print(f"error: onnxruntime and torch disagree on {n_disagree} of {len(ort_pred)} test images (allowed: "
+              f"{allowed})", file=sys.stderr)
         return 1
     if size >= ONNX_SIZE_LIMIT:
         print(f"error: {onnx_path} is {size} bytes, over the {ONNX_SIZE_LIMIT} byte limit", file=sys.stderr)

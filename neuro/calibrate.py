@@ -69,7 +69,7 @@ def calibrate_biases(snn: SNN, images: np.ndarray, timesteps: int, *, max_images
 def _hidden_layers(snn: SNN) -> list[tuple[int, int, int, float]]:
     """(op index of its Synapses, index among the Neurons ops, index of its ReLU in the ANN, lambda) of every
     hidden Conv2d/Dense layer, in network order; an SNN not laid out as ``neuro.convert`` makes it is an error."""
-    relus = [i for i, layer in enumerate(snn.ann.layers) if isinstance(layer, graph.ReLU)]
+    relus = [i for i, layer in enumerate(snn.ann.layers) if isinstance(layer, (graph.ReLU, graph.QCFS))]
     linear = [k for k, op in enumerate(snn.ops)
               if isinstance(op, Synapses) and isinstance(op.op, (graph.Conv2d, graph.Dense))][:-1]
     populations = [k for k, op in enumerate(snn.ops) if isinstance(op, Neurons)]

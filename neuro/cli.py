@@ -49,7 +49,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="activation percentile used as each layer's scale; 100 = max (default: 99.9)")
     c.add_argument("--scales", choices=("percentile", "model"), default="percentile",
                    help="each layer's scale: the activation percentile, or the QCFS thresholds in the model's "
-                        "metadata JSON next to it (a network trained with QCFS; Bu et al. 2022) (default: percentile)")
+                        "metadata JSON next to it (a network trained with QCFS; Bu et al. 2022) (default: percentile); "
+                        "a QCFS layer's is its threshold either way, and the metadata's must agree")
     c.add_argument("--reset", choices=("subtract", "zero"), default="subtract", help="reset mode (default: subtract)")
     c.add_argument("--leak", type=float, default=0.0, help="fraction of V lost per step; 0 = integrate-and-fire")
     c.add_argument("--v-init", type=float, default=0.5, help="initial V as a fraction of threshold (default: 0.5)")
@@ -127,7 +128,8 @@ def cmd_convert(args) -> None:
     result.info["model_file"] = str(args.model)
     snn.save(result, args.output)
     print(f"wrote {args.output}: {len(result.ops)} ops, {sum(1 for o in result.ops if type(o).__name__ == 'Neurons')} "
-          f"neuron layers, scales ({args.scales}) {', '.join(f'{s:.3g}' for s in result.info['scales'])}")
+          f"neuron layers, scales (from {result.info['scales_from']}) "
+          f"{', '.join(f'{s:.3g}' for s in result.info['scales'])}")
 
 
 def cmd_simulate(args) -> None:

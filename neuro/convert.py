@@ -13,7 +13,9 @@ thresholds in its metadata (``QCFS_KEY``, ``model_thresholds``); with lambda_l =
 V = 0.5 threshold (``v_init``, the "shift") and reset by subtraction, an IF neuron driven by a constant
 current z for T steps fires floor(z T / lambda + 1/2) times, clipped to [0, T]: at T = L its rate times
 lambda is the layer's QCFS activation exactly (deeper layers, fed spikes rather than a constant current,
-match in expectation: the paper's Theorem 2).
+match in expectation: the paper's Theorem 2). A network whose file has ``graph.QCFS`` layers (the ONNX
+QCFS node sequence, ``neuro.ann.onnx``) carries the thresholds itself: each QCFS layer's lambda is its
+threshold whatever the scales option, and ``thresholds`` from metadata must agree with them.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def activations(net: graph.Network, images: np.ndarray) -> list[np.ndarray]:
 
 
 def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float = 99.9) -> dict[int, float]:
-    """lambda for every ReLU layer index: the percentile of its non-zero activations on ``calibration``
-    (``activations``)."""
+    """lambda for every activation layer index: a ReLU's is the percentile of its non-zero activations on
+    ``calibration`` (``activations``), a QCFS layer's its threshold (its output never exceeds it)."""
     if not 0 < percentile <= 100:
         raise NeuroError(f"percentile {percentile} is out of range: use 0 < p <= 100 (100 = max normalisation)")
     if len(calibration) == 0:
@@ -59,7 +61,9 @@ def layer_scales(net: graph.Network, calibration: np.ndarray, percentile: float 
     acts = activations(net, calibration)
     scales = {}
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, graph.ReLU):
+        if isinstance(layer, graph.QCFS):
+            scales[i] = layer.threshold
+        elif isinstance(layer, graph.ReLU):
             nz = acts[i][acts[i] > 0]
             scales[i] = float(np.percentile(nz, percentile)) if nz.size else 1.0
     scales["output"] = _output_scale(acts[-1] if not isinstance(net.layers[-1], graph.Softmax) else acts[-2],
@@ -75,11 +79,11 @@ def _output_scale(logits: np.ndarray, percentile: float) -> float:
 def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 99.9,
             thresholds: list[float] | None = None, reset: str = "subtract", leak: float = 0.0, v_init: float = 0.5,
             readout: str = "potential", pool_neurons: bool = False) -> SNN:
-    """Convert a ReLU network into an SNN.
+    """Convert a ReLU or QCFS network into an SNN (each QCFS layer's lambda is its threshold).
 
-    ``thresholds``: each ReLU layer's lambda, in network order (``model_thresholds``), instead of the
-    ``percentile`` of its activations; the output layer's scale (which matters to a "spikes" readout
-    only) stays the percentile of the logits on ``calibration``.
+    ``thresholds``: each activation layer's lambda, in network order (``model_thresholds``), instead of the
+    ``percentile`` of its activations (a QCFS layer's must equal its threshold); the output layer's scale
+    (which matters to a "spikes" readout only) stays the percentile of the logits on ``calibration``.
     ``v_init``: initial V as a fraction of the threshold; 0.5 centres the rate-quantisation error
     (Bu et al. 2022, "Optimal ANN-SNN conversion", ICLR) and cuts the steps needed for ANN accuracy.
     ``readout``: "potential" (the output layer integrates without spiking; class = argmax V) or
@@ -105,17 +109,17 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
     while i < len(layers):
         layer = layers[i]
         if isinstance(layer, (graph.Conv2d, graph.Dense)):
-            followed_by_relu = i + 1 < len(layers) and isinstance(layers[i + 1], graph.ReLU)
+            followed_by_act = i + 1 < len(layers) and isinstance(layers[i + 1], graph.ACTIVATIONS)
             if i == last_linear:
                 scale = scales["output"]
                 neurons = Neurons(1.0, leak, reset, v_init if readout == "spikes" else 0.0, readout == "spikes")
-            elif followed_by_relu:
+            elif followed_by_act:
                 scale = scales[i + 1]
                 neurons = Neurons(1.0, leak, reset, v_init)
-                i += 1  # the ReLU becomes these neurons
+                i += 1  # the ReLU/QCFS becomes these neurons
             else:
-                raise NeuroError(f"layer {i} ({type(layer).__name__}) is not followed by a ReLU: only ReLU "
-                                 "networks can be converted")
+                raise NeuroError(f"layer {i} ({type(layer).__name__}) is not followed by a ReLU or QCFS: only "
+                                 "ReLU/QCFS networks can be converted")
             ops += [Synapses(_rescale(layer, prev_scale / scale, 1.0 / scale)), neurons]
             prev_scale = scale
         elif isinstance(layer, graph.AvgPool2d):
@@ -126,13 +130,16 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
             ops.append(MaxPoolGate(layer.kernel, layer.stride))
         elif isinstance(layer, graph.Flatten):
             ops.append(layer)
-        elif isinstance(layer, graph.ReLU):
-            raise NeuroError(f"layer {i} is a ReLU that does not follow a Conv2d/Dense: it cannot be converted")
+        elif isinstance(layer, graph.ACTIVATIONS):
+            raise NeuroError(f"layer {i} is a {type(layer).__name__} that does not follow a Conv2d/Dense: "
+                             "it cannot be converted")
         else:
             raise NeuroError(f"layer {i} ({type(layer).__name__}) cannot be converted")
         i += 1
 
-    info = dict(percentile=percentile, scales_from="model" if thresholds is not None else "percentile",
+    qcfs = any(isinstance(layer, graph.QCFS) for layer in layers)
+    info = dict(percentile=percentile,
+                scales_from="model" if thresholds is not None else "qcfs layers" if qcfs else "percentile",
                 reset=reset, leak=leak, v_init=v_init, pool_neurons=pool_neurons,
                 n_calibration=len(calibration), scales=[s for k, s in scales.items() if k != "output"],
                 output_scale=scales["output"], source=net.name)
@@ -140,15 +147,22 @@ def convert(net: graph.Network, calibration: np.ndarray, *, percentile: float = 
 
 
 def _with_thresholds(net: graph.Network, scales: dict, thresholds) -> dict:
-    """``scales`` with every ReLU layer's lambda replaced by the next of ``thresholds`` (in network order)."""
-    relus = [i for i, layer in enumerate(net.layers) if isinstance(layer, graph.ReLU)]
-    if len(thresholds) != len(relus):
-        raise NeuroError(f"{len(thresholds)} model thresholds for the {len(relus)} ReLU layers of network "
+    """``scales`` with every activation layer's lambda replaced by the next of ``thresholds`` (in network
+    order); a QCFS layer's threshold must agree (to float32 rounding), else the metadata is another file's."""
+    acts = [i for i, layer in enumerate(net.layers) if isinstance(layer, graph.ACTIVATIONS)]
+    if len(thresholds) != len(acts):
+        raise NeuroError(f"{len(thresholds)} model thresholds for the {len(acts)} ReLU/QCFS layers of network "
                          f"{net.name!r}: the metadata belongs to another network; convert with percentile scales")
     bad = [t for t in thresholds if not (np.isfinite(t) and t > 0)]
     if bad:
         raise NeuroError(f"model thresholds must be positive and finite, got {bad}: fix the model's metadata")
-    return {**scales, **{i: float(t) for i, t in zip(relus, thresholds)}}
+    for k, (i, t) in enumerate(zip(acts, thresholds)):
+        layer = net.layers[i]
+        if isinstance(layer, graph.QCFS) and not np.isclose(t, layer.threshold, rtol=1e-6, atol=0):
+            raise NeuroError(f"model threshold {k} is {t:g} but QCFS layer {i} of network {net.name!r} has threshold "
+                             f"{layer.threshold:g}: the metadata belongs to another file; fix it, or convert without "
+                             "model scales (QCFS layers carry their thresholds)")
+    return {**scales, **{i: float(t) for i, t in zip(acts, thresholds)}}
 
 
 def _rescale(layer, w_factor: float, b_factor: float):

@@ -144,6 +144,37 @@ class ReLU:
 
 
 @dataclass
+class QCFS:
+    """The quantisation-clip-floor-shift activation (Bu et al. 2022, ICLR): with u = levels / threshold,
+    y = clip(floor(x u + 1/2), 0, levels) / u. An SNN layer with scale ``threshold`` and V starting at half
+    of it fires at this rate (``neuro.convert``)."""
+
+    threshold: float
+    levels: int
+
+    def __post_init__(self):
+        self.threshold, levels = float(self.threshold), self.levels
+        if not (np.isfinite(self.threshold) and self.threshold > 0):
+            raise NeuroError(f"QCFS threshold must be positive and finite, got {self.threshold}")
+        if isinstance(levels, bool) or float(levels) != int(levels) or int(levels) < 1:
+            raise NeuroError(f"QCFS levels must be a whole number >= 1, got {levels}")
+        self.levels = int(levels)
+
+    def gains(self) -> tuple[np.float32, np.float32]:
+        """The float32 factors (levels / threshold, its reciprocal) the forward pass multiplies by: the same
+        constants an exported ONNX file holds (``experiments/train_cifar10.py``), so both compute the same."""
+        up = np.float32(self.levels / self.threshold)
+        return up, np.float32(1.0 / float(up))
+
+    def output_shape(self, shape):
+        return tuple(shape)
+
+    def forward(self, x):
+        up, down = self.gains()
+        return np.clip(np.floor(x * up + np.float32(0.5)), 0, self.levels).astype(np.float32) * down
+
+
+@dataclass
 class Softmax:
     """Allowed as the last layer only; the SNN drops it (argmax is unchanged)."""
 
@@ -171,8 +202,9 @@ class Dropout:
     """Identity at inference; importers remove it."""
 
 
-Layer = Union[Conv2d, Dense, AvgPool2d, MaxPool2d, Flatten, ReLU, Softmax]
-LAYER_TYPES = {cls.__name__: cls for cls in (Conv2d, Dense, AvgPool2d, MaxPool2d, Flatten, ReLU, Softmax)}
+Layer = Union[Conv2d, Dense, AvgPool2d, MaxPool2d, Flatten, ReLU, QCFS, Softmax]
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2d, Dense, AvgPool2d, MaxPool2d, Flatten, ReLU, QCFS, Softmax)}
+ACTIVATIONS = (ReLU, QCFS)  # the layers a conversion turns into spiking neurons
 
 
 @dataclass

@@ -206,10 +206,10 @@ def test_convert_scales_from_the_model_metadata(tmp_path, mnist_test, capsys):
     (tmp_path / "net.json").write_text(json.dumps({"qcfs_thresholds": [1.5, 2.0]}))
     assert main(convert + [str(tmp_path / "a.h5")]) == 2
     err = capsys.readouterr().err
-    assert "2 model thresholds for the 3 ReLU layers" in err and err.count("\n") == 1
+    assert "2 model thresholds for the 3 ReLU/QCFS layers" in err and err.count("\n") == 1
     (tmp_path / "net.json").write_text(json.dumps({"qcfs_thresholds": [1.5, 2.0, 4.25]}))
     assert main(convert + [str(tmp_path / "a.h5")]) == 0
-    assert "scales (model) 1.5, 2, 4.25" in capsys.readouterr().out
+    assert "scales (from model) 1.5, 2, 4.25" in capsys.readouterr().out
     info = snn.load(tmp_path / "a.h5").info
     assert info["scales"] == [1.5, 2.0, 4.25] and info["scales_from"] == "model"
 

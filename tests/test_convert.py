@@ -151,7 +151,7 @@ def test_model_thresholds_replace_the_percentile_scales(data):
 def test_model_threshold_errors(data):
     rng, x = data
     net = small_cnn(rng)
-    with pytest.raises(NeuroError, match="2 model thresholds for the 3 ReLU layers .*percentile scales"):
+    with pytest.raises(NeuroError, match="2 model thresholds for the 3 ReLU/QCFS layers .*percentile scales"):
         convert(net, x[:50], thresholds=[1.0, 2.0])
     with pytest.raises(NeuroError, match="positive and finite"):
         convert(net, x[:50], thresholds=[1.0, 0.0, 2.0])
@@ -183,3 +183,57 @@ def test_qcfs_rate_equals_the_quantised_activation_at_t_equal_l(levels):
     p = convert(net, x, percentile=99.9)
     r = Engine(p).run(x, np.zeros(30, int), levels, progress=False, record_counts=True)
     assert not np.allclose(r.spike_counts[0].reshape(30, 40) * p.info["scales"][0] / levels, expected)
+
+
+def small_qcfs_net(rng, thresholds=(0.9, 1.4), levels=4):
+    """A conv and a dense layer, each followed by QCFS (as the ONNX importer gives them), then the output layer."""
+    return graph.Network((1, 6, 6), [
+        graph.Conv2d(rng.normal(0, .5, (3, 1, 3, 3)), rng.normal(0, .1, 3)), graph.QCFS(thresholds[0], levels),
+        graph.Flatten(), graph.Dense(rng.normal(0, .3, (10, 48)), rng.normal(0, .1, 10)),
+        graph.QCFS(thresholds[1], levels), graph.Dense(rng.normal(0, .3, (4, 10)))], name="qcfs")
+
+
+def test_qcfs_layers_convert_with_their_thresholds_as_scales(data, tmp_path):
+    rng, _ = data
+    x = rng.random((40, 1, 6, 6)).astype(np.float32)
+    net = small_qcfs_net(rng)
+    s = convert(net, x)  # percentile by default: QCFS layers take their thresholds all the same
+    assert s.info["scales"] == [0.9, 1.4] and s.info["scales_from"] == "qcfs layers"
+    np.testing.assert_allclose(s.ops[0].op.weight, net.layers[0].weight / 0.9, rtol=1e-6)
+    dense = [o.op for o in s.ops if isinstance(o, snn.Synapses) and isinstance(o.op, graph.Dense)][0]
+    np.testing.assert_allclose(dense.weight, net.layers[3].weight * 0.9 / 1.4, rtol=1e-6)
+    np.testing.assert_allclose(dense.bias, net.layers[3].bias / 1.4, rtol=1e-6)
+    # metadata thresholds (--scales model) that agree to float32 rounding give the same SNN; others are an error
+    same = convert(net, x, thresholds=[0.9 * (1 + 1e-8), 1.4])
+    assert same.info["scales_from"] == "model" and np.allclose(same.ops[0].op.weight, s.ops[0].op.weight)
+    with pytest.raises(NeuroError, match=r"model threshold 1 is 1.5 but QCFS layer 4 .* has threshold 1.4: the "
+                                         r"metadata belongs to another file") as e:
+        convert(net, x, thresholds=[0.9, 1.5])
+    assert "\n" not in str(e.value)
+    snn.save(s, tmp_path / "q.h5")  # the ANN's QCFS layers go through the SNN file
+    assert snn.load(tmp_path / "q.h5").ann.layers[1] == graph.QCFS(0.9, 4)
+
+
+@pytest.mark.parametrize("levels", [4, 8])
+def test_qcfs_layer_rate_is_its_activation_at_t_equal_l_and_its_clip_at_large_t(levels):
+    """A graph.QCFS layer converted with default options, constant input current z: after T = L steps the
+    spike count times lambda / T is the layer's output exactly (Bu et al. 2022, Theorem 2); at large T the
+    rate times lambda tends to clip(z, 0, lambda), which is within half a quantisation step lambda / (2 L)
+    of the QCFS activation (the per-neuron rate then resolves finer than the L levels)."""
+    rng = np.random.default_rng(7)
+    w, b, lam = rng.normal(0, 1, (40, 4)), rng.normal(0, 0.2, 40), 1.6
+    net = graph.Network((1, 2, 2), [graph.Flatten(), graph.Dense(w, b), graph.QCFS(lam, levels),
+                                    graph.Dense(rng.normal(0, 1, (3, 40)), np.zeros(3))])
+    x = rng.random((30, 1, 2, 2)).astype(np.float32)
+    _, acts = net.forward(x, collect=True)
+    expected = acts[2]
+    assert (expected == 0).any() and np.isclose(expected, lam).any() and ((expected > 0) & (expected < lam - 1e-6)).any()
+    s = convert(net, x)
+    for steps in (levels, 1024):
+        r = Engine(s).run(x, np.zeros(30, int), steps, progress=False, record_counts=True)
+        rate = r.spike_counts[0].reshape(30, 40) * lam / steps
+        if steps == levels:
+            np.testing.assert_allclose(rate, expected, rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_allclose(rate, np.clip(acts[1], 0, lam), atol=lam / steps)
+            assert np.abs(rate - expected).max() <= lam / (2 * levels) + lam / steps

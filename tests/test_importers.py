@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from neuro.ann import from_keras, from_onnx, from_torch, load_model
 from neuro.errors import NeuroError
-from neuro.graph import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, ReLU, Softmax
+from neuro.graph import QCFS, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, ReLU, Softmax
 
 KERAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "models" / "keras"  # ../shared beside the repo
 needs_keras_files = pytest.mark.skipif(not KERAS_DIR.is_dir(), reason=f"Keras model files not found in {KERAS_DIR}")
@@ -328,3 +328,53 @@ def test_onnx_gemm_attributes_and_matmul_add(tmp_path):
     assert np.abs(from_onnx(path).forward(x) - ref).max() < 1e-5
     assert [type(layer) for layer in from_onnx(path).layers] == [Dense, ReLU, Dense]
     assert isinstance(from_onnx(onnx.load(path)), Network)
+
+
+# ---- QCFS: the standard-op sequence the CIFAR-10 script exports ------------------------------------
+
+def _qcfs_model(path, up=4 / 1.5, half=0.5, clip=(0.0, 4.0), down=1.5 / 4, ops=("Mul", "Add", "Floor", "Clip", "Mul"),
+                first="Gemm"):
+    """x (1, 4) -> [Gemm] -> the QCFS node sequence ``ops`` (constants up, half, clip, down) -> Gemm -> y."""
+    rng = np.random.default_rng(8)
+    inits = {"W": rng.normal(0, 1, (6, 4)), "b": rng.normal(0, 0.3, 6), "V": rng.normal(0, 1, (3, 6)),
+             "up": up, "half": half, "lo": clip[0], "hi": clip[1], "down": down}
+    inputs = {"Mul": ["up"], "Add": ["half"], "Floor": [], "Clip": ["lo", "hi"], "Relu": []}
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["h0"], transB=1)] if first == "Gemm" else []
+    cur = "h0" if first == "Gemm" else "x"
+    for k, op in enumerate(ops):
+        const = ["down"] if op == "Mul" and k else inputs[op]
+        nodes.append(helper.make_node(op, [cur, *const], [f"q{k}"], name=f"q{k}"))
+        cur = f"q{k}"
+    nodes.append(helper.make_node("Gemm", [cur, "V"], ["y"], transB=1))
+    return _onnx_model(nodes, inits, ["n", 4], ["n", 3], path)
+
+
+def test_onnx_qcfs_sequence_imports_as_one_layer_matching_onnxruntime(tmp_path):
+    import onnxruntime as ort
+    path = _qcfs_model(tmp_path / "qcfs.onnx")
+    net = from_onnx(path)
+    assert [type(layer) for layer in net.layers] == [Dense, QCFS, Dense]
+    assert net.layers[1].levels == 4 and net.layers[1].threshold == pytest.approx(1.5, rel=1e-6)
+    x = np.random.default_rng(9).normal(0, 1, (500, 4)).astype(np.float32)
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(net.forward(x), ref, rtol=1e-6, atol=1e-6)
+    # the layer is the formula lambda / L * clip(floor(z L / lambda + 1/2), 0, L), levels 0, 1.5/4, ..., 1.5 all used
+    z = net.layers[0].forward(x)
+    y = net.layers[1].forward(z)
+    np.testing.assert_allclose(y, 1.5 / 4 * np.clip(np.floor(z * 4 / 1.5 + 0.5), 0, 4), rtol=1e-6)
+    assert set(np.round(y.ravel() * 4 / 1.5).astype(int)) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(ops=("Floor",)), r"node 'q0' \(Floor\) is not part of a QCFS activation"),
+    (dict(ops=("Mul", "Add", "Floor", "Relu", "Mul")), r"starts Mul, Add, Floor, Relu, Mul after a Dense"),
+    (dict(first=None), r"starts Mul, Add, Floor, Clip, Mul at the input"),
+    (dict(half=0.4), r"constants Mul 2.66667, Add 0.4, Clip\(0, 4\), Mul 0.375 are not a QCFS activation"),
+    (dict(down=0.5), r"the two Mul factors must be reciprocals"),
+    (dict(clip=(0.0, 2.5)), r"Clip\(0, 2.5\)"),
+    (dict(up=np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])), r"needs one scalar constant per Mul"),
+])
+def test_onnx_malformed_qcfs_sequence_is_a_one_line_error(tmp_path, kwargs, message):
+    with pytest.raises(NeuroError, match=message) as e:
+        from_onnx(_qcfs_model(tmp_path / "bad.onnx", **kwargs))
+    assert "\n" not in str(e.value) and "supported only as the QCFS activation after a Conv/Gemm" in str(e.value)

@@ -81,12 +81,29 @@ def test_qcfs_quantises_clips_and_passes_gradients(train):
     assert x.grad is not None and act.threshold.grad is not None  # the straight-through floor lets both train
 
 
-def test_qcfs_model_exports_relu_and_reports_thresholds(train):
+def test_qcfs_model_exports_qcfs_that_imports_and_runs_as_trained(train, tmp_path):
+    """The export writes each QCFS as standard ONNX ops; neuro.ann imports them as graph.QCFS with the trained
+    thresholds, and onnxruntime, neuro.ann and the trained (BatchNorm, QCFS) network compute the same."""
+    from neuro import graph
+
     model = tiny_model(train, qcfs=3)
+    with torch.no_grad():  # thresholds of the size of the activations, so every level is used
+        for k, m in enumerate(m for m in model.modules() if isinstance(m, train.QCFS)):
+            m.threshold.fill_(1.0 + 0.25 * k)
+    thresholds = train.qcfs_thresholds(model)
     folded = train.export_model(model)
-    assert not any(isinstance(m, train.QCFS) for m in folded.modules())
-    assert sum(isinstance(m, torch.nn.ReLU) for m in folded) == 6
-    assert train.qcfs_thresholds(model) == [train.QCFS_INIT] * 6
+    assert not any(isinstance(m, (train.QCFS, torch.nn.ReLU)) for m in folded.modules())
+    path = tmp_path / "q.onnx"
+    train.export_onnx(folded, path)
+    net = load_model(str(path))
+    found = [layer for layer in net.layers if isinstance(layer, graph.QCFS)]
+    assert [q.levels for q in found] == [3] * 6
+    np.testing.assert_allclose([q.threshold for q in found], thresholds, rtol=1e-6)
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(net.forward(x.numpy()), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(train.onnx_logits(path, x.numpy()), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_augment_shifts_and_flips_whole_images(train):

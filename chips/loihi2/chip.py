@@ -202,6 +202,9 @@ def compile_snn(snn: SNN, act_bits: int = DEFAULT_ACT_BITS, vth: int = DEFAULT_V
         "floors each step's W s >> -weight_exp: sigma drifts down ~0.5 unit a step (MNIST: accuracy falls after ~48 "
         "steps; docs/chips/loihi2.md)",
         "output layer without ReLU (act_mode UNIT); readout: the sum of its graded messages, i.e. its activation"]
+    if snn.ann is not None and any(isinstance(layer, graph.QCFS) for layer in snn.ann.layers):
+        deviations.append("the source network's QCFS activations run as ReLU: the graded activations are neither "
+                          "clipped at the threshold nor quantised to its levels")
     return Loihi2Program(program_snn(out, snn.input_shape), out, units, deviations)
 
 

@@ -2,6 +2,9 @@
 
 The graph must be a chain: every node reads the previous node's output plus constant weights
 (initializers or Constant nodes). ONNX tensors are NCHW like the IR, so weights are taken as they are.
+ONNX has no QCFS op: the five nodes ``QCFS_OPS`` (Mul by L / threshold, Add 1/2, Floor, Clip to [0, L],
+Mul by threshold / L, as ``experiments/train_cifar10.py --qcfs L`` writes them) after a Conv/Gemm become
+one ``graph.QCFS`` layer; Mul, Floor and Clip anywhere else are an error.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ import os
 import numpy as np
 
 from neuro.errors import NeuroError
-from neuro.graph import (AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, Network,
+from neuro.graph import (QCFS, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, Network,
                          ReLU, Softmax)
 
+QCFS_OPS = ("Mul", "Add", "Floor", "Clip", "Mul")  # the QCFS activation, with constants L/lambda, 1/2, (0, L), lambda/L
 SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "AveragePool", "MaxPool", "GlobalAveragePool",
-                 "Flatten", "Reshape", "BatchNormalization", "Dropout", "Softmax", "Identity", "Constant")
+                 "Flatten", "Reshape", "BatchNormalization", "Dropout", "Softmax", "Identity", "Constant",
+                 "Mul", "Floor", "Clip")
+QCFS_HELP = ("Mul, Floor and Clip are supported only as the QCFS activation after a Conv/Gemm: Mul(L / threshold), "
+             "Add(0.5), Floor, Clip(0, L), Mul(threshold / L)")
 
 
 def from_onnx(path_or_model) -> Network:
@@ -30,31 +37,68 @@ def from_onnx(path_or_model) -> Network:
         raise NeuroError(f"ONNX model {label} has {len(inputs)} inputs and {len(graph.output)} outputs: "
                          "only single-input, single-output chain models are supported")
     input_shape = _input_shape(inputs[0], label)
-    cur, layers = inputs[0].name, []
-    for node in graph.node:
-        what = f"node '{node.name}' ({node.op_type})"
+    for node in graph.node:  # constants first: the QCFS pattern is matched on the remaining nodes
         if node.op_type == "Constant":
             if "value" not in _attrs(node):
-                raise NeuroError(f"ONNX model {label}: {what} has no tensor 'value'; only tensor constants are supported")
+                raise NeuroError(f"ONNX model {label}: node '{node.name}' (Constant) has no tensor 'value'; "
+                                 "only tensor constants are supported")
             consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
-            continue
+    nodes = [node for node in graph.node if node.op_type != "Constant"]
+    cur, layers, k = inputs[0].name, [], 0
+    while k < len(nodes):
+        node, shape = nodes[k], Network(input_shape, layers).output_shape
         if node.op_type not in SUPPORTED_OPS:
             raise NeuroError(f"ONNX model {label}: unsupported op {node.op_type} at node '{node.name}'; "
                              f"supported ops: {', '.join(SUPPORTED_OPS)}")
-        data = [i for i in node.input if i and i not in consts]
-        if data != [cur]:
-            raise NeuroError(f"ONNX model {label} is not a simple chain: {what} reads {data or 'only constants'} "
-                             f"instead of the previous output '{cur}'; only sequential models are supported")
-        weights = [consts[i] if i else None for i in node.input if i != cur]
-        shape = Network(input_shape, layers).output_shape
+        if node.op_type == "Mul":
+            group, weights = nodes[k:k + len(QCFS_OPS)], []
+            for n in group:
+                weights.append([c for c in _chain_weights(n, cur, consts, label) if c is not None])
+                cur = n.output[0]
+            layers.append(_qcfs(group, weights, layers, label))
+            k += len(group)
+            continue
+        what = f"node '{node.name}' ({node.op_type})"
+        if node.op_type in ("Floor", "Clip"):
+            raise NeuroError(f"ONNX model {label}: {what} is not part of a QCFS activation; {QCFS_HELP}")
+        weights = _chain_weights(node, cur, consts, label)
         layer = _convert(node, _attrs(node), weights, shape, layers, what)
         if layer is not None:
             layers.append(layer)
         cur = node.output[0]
+        k += 1
     if cur != graph.output[0].name:
         raise NeuroError(f"ONNX model {label} is not a simple chain: its output '{graph.output[0].name}' "
                          f"is not the end of the chain '{cur}'")
     return Network(input_shape, layers, name=graph.name or "onnx")
+
+
+def _chain_weights(node, cur, consts, label) -> list:
+    """The constant inputs of ``node`` in order, after checking it reads the chain's output ``cur``."""
+    data = [i for i in node.input if i and i not in consts]
+    if data != [cur]:
+        raise NeuroError(f"ONNX model {label} is not a simple chain: node '{node.name}' ({node.op_type}) reads "
+                         f"{data or 'only constants'} instead of the previous output '{cur}'; only sequential "
+                         "models are supported")
+    return [consts[i] if i else None for i in node.input if i != cur]
+
+
+def _qcfs(group, weights, layers, label) -> QCFS:
+    """One ``graph.QCFS`` from the chained nodes ``group`` and their constant inputs; else a one-line error."""
+    where = f"ONNX model {label}: node '{group[0].name}' (Mul)"
+    ops = tuple(n.op_type for n in group)
+    if ops != QCFS_OPS or not layers or not isinstance(layers[-1], (Conv2d, Dense)):
+        found = ", ".join(ops) + (" after a " + type(layers[-1]).__name__ if layers else " at the input")
+        raise NeuroError(f"{where} starts {found}; {QCFS_HELP}")
+    if [len(w) for w in weights] != [1, 1, 0, 2, 1] or any(np.size(c) != 1 for w in weights for c in w):
+        raise NeuroError(f"{where}: a QCFS activation needs one scalar constant per Mul and Add and both Clip "
+                         f"bounds as scalar inputs; {QCFS_HELP}")
+    (up,), (half,), _, (lo, levels), (down,) = [[float(np.asarray(c).reshape(())) for c in w] for w in weights]
+    if half != 0.5 or lo != 0 or levels < 1 or levels != int(levels) or not up > 0 \
+            or not np.isclose(up * down, 1.0, rtol=1e-5, atol=0):
+        raise NeuroError(f"{where}: constants Mul {up:g}, Add {half:g}, Clip({lo:g}, {levels:g}), Mul {down:g} are "
+                         f"not a QCFS activation (the two Mul factors must be reciprocals); {QCFS_HELP}")
+    return QCFS(levels / up, int(levels))
 
 
 def _read(path_or_model):

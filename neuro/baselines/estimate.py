@@ -50,7 +50,7 @@ class Range(NamedTuple):
 class LayerWork:
     """Per image: FLOPs (2 x MACs), weight bytes (read once per batch), activation bytes in and out.
 
-    ``kernels`` is the number of GPU launches: one per layer; an activation (ReLU) right after a layer is
+    ``kernels`` is the number of GPU launches: one per layer; an activation (ReLU, QCFS) right after a layer is
     fused into it and a Flatten is a view (our choice: what cuDNN/TensorRT epilogues and torch views do).
     """
 
@@ -120,9 +120,9 @@ def network_work(net: graph.Network, bytes_per_value: int = 4) -> list[LayerWork
                                  n_in * bytes_per_value, n_out * bytes_per_value))
         elif isinstance(layer, graph.Flatten):
             out.append(LayerWork(name, "flatten", 0.0, 0.0, 0.0, 0.0, kernels=0))
-        elif isinstance(layer, graph.ReLU) and out and out[-1].kernels:
-            out.append(LayerWork(name, "relu (fused)", 0.0, 0.0, 0.0, 0.0, kernels=0))
-        else:  # ReLU with nothing to fuse into, Softmax: elementwise kernels (our choice: 1 and 5 FLOPs a value)
+        elif isinstance(layer, graph.ACTIVATIONS) and out and out[-1].kernels:
+            out.append(LayerWork(name, f"{type(layer).__name__.lower()} (fused)", 0.0, 0.0, 0.0, 0.0, kernels=0))
+        else:  # ReLU with nothing to fuse into, QCFS, Softmax: elementwise kernels (our choice: 1 and 5 FLOPs a value)
             per_value = 1.0 if isinstance(layer, graph.ReLU) else 5.0
             out.append(LayerWork(name, type(layer).__name__.lower(), per_value * n_out, 0.0,
                                  n_in * bytes_per_value, n_out * bytes_per_value))

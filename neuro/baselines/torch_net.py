@@ -39,10 +39,34 @@ def to_torch(net: graph.Network):
             m = nn.Flatten()
         elif isinstance(layer, graph.ReLU):
             m = nn.ReLU()
+        elif isinstance(layer, graph.QCFS):
+            m = qcfs_module(layer)
         else:
             raise NeuroError(f"layer {type(layer).__name__} has no torch equivalent in neuro.baselines.to_torch")
         mods.append(m)
     return nn.Sequential(*mods).eval()
+
+
+def qcfs_module(layer: graph.QCFS):
+    """``layer`` (``graph.QCFS``) as a torch module with the same float32 constants; exports to ONNX as the
+    node sequence ``neuro.ann.onnx`` imports back as this layer (Mul, Add, Floor, Clip, Mul)."""
+    torch = import_torch()
+
+    class QCFSFixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            up, down = layer.gains()
+            self.levels = layer.levels
+            self.register_buffer("up", torch.tensor(up, dtype=torch.float32))
+            self.register_buffer("down", torch.tensor(down, dtype=torch.float32))
+
+        def forward(self, x):
+            return torch.clamp(torch.floor(x * self.up + 0.5), 0, self.levels) * self.down
+
+        def extra_repr(self):
+            return f"threshold={layer.threshold}, levels={layer.levels}"
+
+    return QCFSFixed()
 
 
 def _copy_params(torch, module, layer):
