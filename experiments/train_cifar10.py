@@ -37,7 +37,7 @@ Input: (N, 3, 32, 32) float32 in [0, 1] (pixel / 255). Output: logits (no softma
 
 Usage (from the repository root):
 
-    NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 8]
+    NEURO_DATA=../shared/datasets python experiments/train_cifar10.py [--seed 0] [--epochs 12]
         [--qcfs L] [--threads 2] [--out experiments/models] [--name cifar10_cnn]
 
 Writes <out>/<name>.onnx and <out>/<name>.json (after every epoch). The script checks that the folded
@@ -312,7 +312,7 @@ def write_outputs(model: nn.Sequential, args, argv, x_test, y_test, stats, histo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12, the shipped model)")
     parser.add_argument("--qcfs", type=int, default=0, metavar="L",
                         help="train with QCFS activations of L levels (Bu et al. 2022); 0 = ReLU (default)")
     parser.add_argument("--threads", type=int, default=NUM_THREADS,

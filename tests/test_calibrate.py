@@ -112,3 +112,15 @@ def test_snns_that_cannot_be_calibrated(data):
         calibrate_biases(dataclasses.replace(raw, info={**raw.info, "scales": raw.info["scales"][:2]}), x, 2)
     with pytest.raises(NeuroError, match="at least one image"):
         calibrate_biases(raw, x[:0], 2)
+
+
+def test_qcfs_layers_are_calibrated_like_relus(data):
+    """A network with QCFS activations (thresholds as scales): every hidden layer's bias moves, the output's not."""
+    net, x = data
+    layers = [graph.QCFS(2.0, 8) if isinstance(layer, graph.ReLU) else layer for layer in net.layers]
+    qnet = graph.Network(net.input_shape, layers, name="small-qcfs")
+    raw = convert(qnet, x)
+    fixed = calibrate_biases(raw, x, 4)
+    pairs = list(zip(weighted(raw), weighted(fixed)))
+    assert all(not np.array_equal(a.bias, b.bias) for a, b in pairs[:-1])
+    assert np.array_equal(pairs[-1][0].bias, pairs[-1][1].bias)
