@@ -72,6 +72,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chips.truenorth.native import DATASET_LEVELS, Layer, Member, encode, forward, load_members, save_members
+from neuro.ann.train import train_epoch
 from neuro.atomic import atomic_path
 from neuro.datasets import load
 
@@ -235,37 +236,29 @@ def train_member(seed: int, epochs: int, arch: str, pop: int, dataset: str = "mn
     xt = torch.tensor(x_train, dtype=torch.float32)
     yt = torch.tensor(y_train, dtype=torch.int64)
     test_bits = encode(x_test, levels)
+
+    def augment(xb):  # shifts (and flips), then the thermometer code the chip's input axons carry
+        xb = random_shift(xb, MAX_SHIFT, gen)
+        return torch.from_numpy(encode((random_flip(xb, gen) if flips else xb).numpy(), levels)).float()
+
     history, t_train, t_start, longest = [], 0.0, time.perf_counter(), 0.0
     for epoch in range(1, epochs + 1):
         if history and time.perf_counter() - t_start + longest > time_limit_s:
             print(f"seed {seed}: time limit: stopping after epoch {epoch - 1}/{epochs}", flush=True)
             break
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total, correct = 0.0, 0
-        for step in range(steps):
-            idx = perm[step * BATCH_SIZE:(step + 1) * BATCH_SIZE]
-            xb = random_shift(xt[idx], MAX_SHIFT, gen)
-            xb = torch.from_numpy(encode((random_flip(xb, gen) if flips else xb).numpy(), levels)).float()
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yt[idx]).sum())
+        loss, train_acc = train_epoch(model, xt, yt, opt, sched, F.cross_entropy, BATCH_SIZE, augment, gen,
+                                      f"seed {seed} epoch {epoch}/{epochs}")
         dt = time.perf_counter() - t0
         t_train += dt
         recalibrate(model, xt[:RECAL_IMAGES], levels)
         member = model.export()
         acc = float((forward(member, test_bits)[1].argmax(1) == y_test).mean())
         longest = max(longest, time.perf_counter() - t0)
-        history.append({"epoch": epoch, "train_loss": round(total / len(xt), 5),
-                        "train_accuracy": round(correct / len(xt), 4), "test_accuracy": round(acc, 4),
+        history.append({"epoch": epoch, "train_loss": round(loss, 5),
+                        "train_accuracy": round(train_acc, 4), "test_accuracy": round(acc, 4),
                         "seconds": round(dt, 1)})
-        print(f"seed {seed} epoch {epoch}/{epochs}  loss {total / len(xt):.4f}  train {100 * correct / len(xt):.2f} %"
+        print(f"seed {seed} epoch {epoch}/{epochs}  loss {loss:.4f}  train {100 * train_acc:.2f} %"
               f"  test (integer export) {100 * acc:.2f} %  ({dt:.0f} s)", flush=True)
         record = {"seed": seed, "test_accuracy": acc, "training_time_s": round(t_train, 1), "history": history}
         if checkpoint is not None:
