@@ -5,8 +5,12 @@ accuracy at a few steps. Float ablations apply one chip rule to the converted SN
 reset), a spiking readout (class = most spikes; TrueNorth cannot read V off chip), Loihi's 8-bit weights and
 13-bit biases (the compiled program's effective weights, run with float neurons and subtractive reset), and
 TrueNorth's weight codes at the default and the widest levels. Measured on the JPEG copy of CIFAR-10.
+``--split train`` runs on training images outside the calibration sample instead, to tune a chip option (Loihi's
+``reset_threshold``, one row per ``--loihi-reset`` factor) without looking at the test split.
 
     PYTHONPATH=. python benchmarks/cifar10_chip_losses.py --n 200 --timesteps 128 --encoding regular [--json F]
+    PYTHONPATH=. python benchmarks/cifar10_chip_losses.py --split train --n 150 --timesteps 64 \
+        --loihi-reset 1,0.9,0.8,0.7,0.6 --only "float SNN|Loihi, reset_threshold 1|..."
 """
 
 from __future__ import annotations
@@ -84,15 +88,20 @@ def _truenorth_weights_float(program, snn: SNN) -> SNN:
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
 
 
-def experiment_network(n: int):
-    """The reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml converts it, and ``n`` test
-    images spread over the split with their labels."""
+def experiment_network(n: int, split: str = "test"):
+    """The reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml converts it, and ``n`` images
+    spread over ``split`` with their labels (of the training split, only images outside the calibration sample)."""
     net = ann.load_model(MODEL)
-    train, _ = datasets.load("cifar10", split="train")
-    test, labels = datasets.load("cifar10", split="test")
-    images, labels = select_images(test, labels, n, "spread")
-    calib = train[np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))]
-    return net, convert(net, calib, percentile=99.9, reset="subtract", v_init=0.5, readout="potential"), images, labels
+    train, train_labels = datasets.load("cifar10", split="train")
+    chosen = np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))
+    if split == "train":
+        rest = np.setdiff1d(np.arange(len(train)), chosen)
+        images, labels = train[rest], train_labels[rest]
+    else:
+        images, labels = datasets.load("cifar10", split="test")
+    images, labels = select_images(images, labels, n, "spread")
+    snn = convert(net, train[chosen], percentile=99.9, reset="subtract", v_init=0.5, readout="potential")
+    return net, snn, images, labels
 
 
 def main() -> None:
@@ -100,11 +109,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--timesteps", type=int, default=128)
     ap.add_argument("--encoding", default="regular")
+    ap.add_argument("--split", default="test", choices=["test", "train"],
+                    help="images: spread over the test split, or over training images outside the calibration sample")
+    ap.add_argument("--loihi-reset", default="0.7", help="Loihi reset_threshold factors, one row each (comma-separated)")
     ap.add_argument("--only", default="", help="row names to run, separated by | (default: all)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
-    net, snn, images, labels = experiment_network(args.n)
+    net, snn, images, labels = experiment_network(args.n, args.split)
     ann_acc = float(np.mean(net.predict(images) == labels))
     loihi = chips.compile_for("loihi", snn, "rate")
 
@@ -121,13 +133,15 @@ def main() -> None:
                                                 args.encoding),
         "float, reset to zero, thresholds x 0.7": (lambda: Engine(_variant(snn, reset="zero", threshold=0.7)),
                                                    args.encoding),
-        "Loihi, reset_threshold 0.7": (lambda: _loihi(snn, {"reset_threshold": 0.7}), args.encoding),
         "TrueNorth (multilevel 4, its widest)": (lambda: _tn(snn, {}), args.encoding),
     }
+    for factor in map(float, args.loihi_reset.split(",")):
+        rows[f"Loihi, reset_threshold {factor:g}"] = (lambda f=factor: _loihi(snn, {"reset_threshold": f}),
+                                                      args.encoding)
     only = [s for s in args.only.split("|") if s]
-    out = dict(n=args.n, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc, rows={})
+    out = dict(n=args.n, split=args.split, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc, rows={})
     steps = [s for s in (16, 32, 48, 64, 96, 128, 192, 256) if s <= args.timesteps]
-    print(f"ANN on these {args.n} images: {100 * ann_acc:.2f} %; accuracy (%) at steps {steps}")
+    print(f"ANN on these {args.n} {args.split} images: {100 * ann_acc:.2f} %; accuracy (%) at steps {steps}")
     for name, (make, enc) in rows.items():
         if only and name not in only:
             continue

@@ -271,7 +271,8 @@ def test_compiled_cnn_quantisation_and_run():
         assert q["weight_rel_rms"] < 0.05 and q["reset"] == "zero"
         assert q["weight_max_abs"] <= 2.0 ** q["weight_exp"] / q["vth"]  # at most one even mantissa step
     layer = program.layers[0]
-    assert layer.du == 4095 and layer.dv == 0 and layer.v_init == (layer.vth << 6) // 2
+    assert layer.du == 4095 and layer.dv == 0 and program.quantisation[0]["v_init_capped"] == 0
+    np.testing.assert_array_equal(layer.v_init, (layer.vth << 6) // 2 - layer.bias())  # its first input: step 1
     r = Engine(program.snn, program.backend()).run(images, np.zeros(20, np.int64), 30, encoding="rate",
                                                    progress=False)
     assert r.per_image("spikes") > 0 and r.per_image("effective_macs") == 0  # binary spikes everywhere
@@ -284,7 +285,8 @@ def test_potential_readout_probes_the_output_layers_v():
     snn = convert(net, images, reset="zero", readout="potential")
     program = compile_snn(snn)
     out = program.layers[-1]
-    assert program.snn.readout == "potential" and out.vth == VTH_MAX and out.v_init == 0
+    assert program.snn.readout == "potential" and out.vth == VTH_MAX
+    np.testing.assert_array_equal(out.v_init, -len(program.layers) * out.bias())  # v starts at 0 with the input
     assert program.quantisation[-1]["vth"] == READOUT_VTH and program.quantisation[-1]["weight_rel_rms"] < 0.05
     assert any("voltage probe" in d for d in program.deviations)
     r = Engine(program.snn, program.backend(), threads=1).run(images, np.zeros(20, np.int64), 30, encoding="regular",
@@ -295,6 +297,30 @@ def test_potential_readout_probes_the_output_layers_v():
     spiking = compile_snn(convert(net, images, reset="zero", readout="spikes"))
     for a, b in zip(program.layers[:-1], spiking.layers[:-1]):               # the hidden layers are unchanged
         np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_initial_v_undoes_the_bias_of_the_steps_before_the_first_input():
+    """Layer k's first input arrives at step k + 1 (one step of synaptic latency per layer) but its bias acts from
+    step 0: its initial v is lowered by those steps of bias, so from step k + 1 on its v and spikes are the float
+    SNN's, whose bias and input start together (dyadic values: exact in both; no v lands on a threshold)."""
+    silent = graph.Dense(np.full((2, 3), 0.5), np.full(2, -0.125))        # no input: layer 0 never spikes
+    biased = graph.Dense(np.array([[0.25, -0.25], [0.5, 0.5]]), np.array([5 / 32, -3 / 32]))
+    snn = SNN((3,), [Synapses(silent), Neurons(1.0, 0.0, "zero", 0.5), Synapses(biased), Neurons(1.0, 0.0, "zero", 0.5)],
+              readout="spikes")
+    program = compile_snn(snn)
+    T = 24
+
+    def last_layer(engine):
+        trace = engine.run(np.zeros((1, 3), np.float32), np.zeros(1), T, encoding="regular", record_steps=True,
+                           progress=False).traces[-1]
+        return trace["spikes"][0], trace["v"][0]
+
+    chip_spikes, chip_v = last_layer(Engine(program.snn, program.backend(), threads=1))
+    float_spikes, float_v = last_layer(Engine(snn, threads=1))
+    assert float_spikes[:, 0].sum() > 2 and program.quantisation[1]["v_init_capped"] == 0
+    assert chip_spikes[:2].sum() == 0                                      # nothing before the first input
+    np.testing.assert_array_equal(chip_spikes[2:], float_spikes[:-2])
+    np.testing.assert_array_equal(chip_v[2:] / float(program.layers[1].vth << 6), float_v[:-2])
 
 
 def test_reset_threshold_lowers_subtracting_layers_thresholds_only():

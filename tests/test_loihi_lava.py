@@ -164,7 +164,7 @@ def _as_lava_dense(layers, in_shape) -> list[dict]:
         per_channel = int(np.prod(out_shape[1:])) if len(out_shape) == 3 else 1
         w = _unrolled(op, shape) if isinstance(op, graph.Conv2d) else op.weight.astype(np.int64)
         chain.append(dict(weights=w, num_weight_bits=layer.num_weight_bits, weight_exp=layer.weight_exp,
-                          du=layer.du, dv=layer.dv, vth=layer.vth, v_init=layer.v_init,
+                          du=layer.du, dv=layer.dv, vth=layer.vth, v_init=np.repeat(layer.v_init, per_channel),
                           bias_mant=np.repeat(layer.bias_mant, per_channel),
                           bias_exp=np.repeat(layer.bias_exp, per_channel)))
         shape = out_shape
@@ -197,6 +197,7 @@ def test_converted_cnn_matches_lava():
     in_shape, T = (1, 10, 10), 30
     snn, images = small_converted_cnn(8)
     program = compile_snn(snn)
+    assert any(np.ptp(layer.v_init) > 0 for layer in program.layers)  # per-channel initial v (bias ahead of input)
     source = (rng.random((100, T)) < images[0].reshape(-1, 1)).astype(np.int64)
     ours = _engine_traces(program.layers, program.snn, in_shape, source)
     _assert_same(ours, lava_chain(source, _as_lava_dense(program.layers, in_shape)))

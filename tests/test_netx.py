@@ -63,8 +63,9 @@ def test_round_trip_of_a_compiled_cnn(tmp_path):
         assert entry["neuron"] == dict(type="CUBA", iDecay=layer.du + 1, vDecay=layer.dv, vThMant=layer.vth,
                                        refDelay=1, gradedSpike=False)
         extras = entry["neuro"]
-        assert (extras["weightExp"], extras["numWeightBits"], extras["vInit"], extras["name"]) == \
-            (layer.weight_exp, layer.num_weight_bits, layer.v_init, layer.name)
+        assert (extras["weightExp"], extras["numWeightBits"], extras["name"]) == \
+            (layer.weight_exp, layer.num_weight_bits, layer.name)
+        assert np.array_equal(extras["vInit"], layer.v_init)
         assert np.array_equal(extras["biasMant"], layer.bias_mant) and np.array_equal(extras["biasExp"], layer.bias_exp)
         np.testing.assert_array_equal(entry.get("bias", 0), np.round(layer.bias() / 64))
     assert read[3]["shape"].tolist() == [24, 1, 1]   # the last pooling is folded into the dense layer
@@ -155,7 +156,7 @@ def _lava_chain_from_file(path, stock_netx: bool) -> list[dict]:
                                bias_mant=np.repeat(entry.get("bias", 0), per_channel).astype(np.int64))
             else:
                 synapse = dict(num_weight_bits=extras["numWeightBits"], weight_exp=extras["weightExp"],
-                               v_init=extras["vInit"], bias_mant=np.repeat(extras["biasMant"], per_channel),
+                               v_init=np.repeat(extras["vInit"], per_channel), bias_mant=np.repeat(extras["biasMant"], per_channel),
                                bias_exp=np.repeat(extras["biasExp"], per_channel))
             chain.append(dict(weights=w, du=neuron["iDecay"] - 1, dv=neuron["vDecay"], vth=neuron["vThMant"],
                               **synapse))

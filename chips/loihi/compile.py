@@ -14,9 +14,9 @@ from chips.api import CoefficientSet
 from chips.compiling import layers, pool_overlaps
 from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
 from chips.loihi.mapping import CORE_INPUT_AXONS, map_program
-from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, VTH_SHIFT, WEIGHT_EXP_MAX,
-                                VTH_MAX, WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer, with_weights,
-                                program_snn)
+from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, UV_HALF, VTH_SHIFT,
+                                WEIGHT_EXP_MAX, VTH_MAX, WEIGHT_EXP_MIN, WEIGHT_MIN, LoihiBackend, LoihiLayer,
+                                with_weights, program_snn)
 from neuro import graph
 from neuro.errors import NeuroError
 from neuro.snn import SNN, Neurons
@@ -70,7 +70,7 @@ def compile_snn(snn: SNN, vth: int = DEFAULT_VTH, reset_threshold: float = 1.0) 
         if neurons.reset == "subtract" and not probed:
             neurons = replace(neurons, threshold=neurons.threshold * reset_threshold)
         quantised, errors = _quantize_layer(layer.synapse, neurons, READOUT_VTH if probed else vth,
-                                            layer.name, VTH_MAX if probed else None)
+                                            layer.name, VTH_MAX if probed else None, ahead=k + 1)
         if isinstance(layer.synapse, graph.Dense):
             _check_fan_in(layer.name, int(np.count_nonzero(quantised.weights, axis=1).max(initial=0)))
         compiled.append(quantised)
@@ -113,6 +113,10 @@ def _deviations(snn: SNN, report: list[dict], folded: list[str], reset_threshold
         out.append("potential readout: the output layer's v read by a voltage probe every step (class = largest v); "
                    f"v in units of 1/{READOUT_VTH << VTH_SHIFT} threshold, saturating at +-{(1 << 17) // READOUT_VTH} "
                    "thresholds; the layer's threshold is the 17-bit maximum, so it does not spike")
+    capped = sum(q["v_init_capped"] for q in report)
+    out.append("one step of synaptic latency per layer: layer k's first input arrives at step k + 1, so its initial "
+               "v takes off the k + 1 steps of bias before it" + (f" (capped below the threshold in {capped} "
+               "channels with large negative biases)" if capped else ""))
     for q in report:
         out.append(f"{q['layer']}: weights quantised to 8-bit mantissas x 2^{q['weight_exp']} (relative rms error "
                    f"{q['weight_rel_rms']:.2g}, largest {q['weight_max_abs']:.2g} thresholds), biases off by at most "
@@ -120,10 +124,11 @@ def _deviations(snn: SNN, report: list[dict], folded: list[str], reset_threshold
     return out
 
 
-def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | None = None) \
+def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | None = None, ahead: int = 0) \
         -> tuple[LoihiLayer, dict]:
     """Integer weights, exponent, bias and initial v of one layer, v in units of threshold / (vth << 6);
-    ``spike_vth``: the layer's threshold mantissa if not vth (a probed output layer that must not spike)."""
+    ``spike_vth``: the layer's threshold mantissa if not vth (a probed output layer that must not spike);
+    ``ahead``: steps the layer's bias integrates before its first input arrives (``_v_init_ahead``)."""
     w = op.weight.astype(np.float64) / neurons.threshold
     b = op.bias.astype(np.float64) / neurons.threshold
     wmax = float(np.abs(w).max())
@@ -139,18 +144,32 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | 
     mant = np.clip(2 * np.round(scaled / 2), WEIGHT_MIN, MANTISSA_MAX)
     unit = float(vth << VTH_SHIFT)         # v per threshold
     bias_mant, bias_exp = _bias_mant_exp(b * unit, name)
+    v_init, capped = _v_init_ahead(round(neurons.v_init * unit), bias_mant << bias_exp,
+                                   (spike_vth or vth) << VTH_SHIFT, ahead)
     layer = LoihiLayer(with_weights(op, mant), num_weight_bits=8, weight_exp=weight_exp, du=DECAY_MAX,
                        dv=int(round(neurons.leak * DECAY_UNITY)), vth=spike_vth or vth, bias_mant=bias_mant,
-                       bias_exp=bias_exp,
-                       v_init=int(round(neurons.v_init * unit)), name=name)
+                       bias_exp=bias_exp, v_init=v_init, name=name)
     effective = layer.weights * 2.0 ** weight_exp / vth
     b_eff = layer.bias() / unit
     errors = dict(layer=name, weight_exp=weight_exp, vth=vth,
                   weight_rel_rms=float(np.sqrt(np.mean((effective - w) ** 2) / np.mean(w ** 2))),
                   weight_max_abs=float(np.abs(effective - w).max()),
-                  bias_max_abs=float(np.abs(b_eff - b).max(initial=0)),
+                  bias_max_abs=float(np.abs(b_eff - b).max(initial=0)), v_init_capped=capped,
                   reset="zero" if neurons.reset == "zero" else "zero (the SNN asked for subtract)")
     return layer, errors
+
+
+def _v_init_ahead(v_init: int, bias: np.ndarray, vth_scaled: int, ahead: int) -> tuple[np.ndarray, int]:
+    """Per channel, v at step 0 less the ``ahead`` steps of bias a layer integrates before its first input arrives
+    (one step of synaptic latency per layer: layer k's first input comes at step k + 1, its bias from step 0), so
+    that v is the converted neuron's initial v when the input starts, as in the float SNN, whose bias and input
+    start together (a choice, set through Lava LIF's per-neuron ``v``; exact for integrate-and-fire, dv = 0; with a
+    leak it undoes the bias without its decay). A large negative bias would need v0 above the threshold: v0 is
+    capped where the first step's v would spike (no spike before any input), so such channels start lower than
+    the converted ones; returns (v0 per channel, how many were capped)."""
+    want = v_init - ahead * bias.astype(np.int64)
+    v0 = np.clip(want, -UV_HALF + 1, np.minimum(np.maximum(v_init, vth_scaled - bias), UV_HALF - 1))
+    return v0, int((v0 != want).sum())
 
 
 def _bias_mant_exp(bias_v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

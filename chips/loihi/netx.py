@@ -65,8 +65,10 @@ def layer_gaps(layer: LoihiLayer) -> list[str]:
                     "whose 8-bit weights are even")
     if np.any(layer.bias() % (1 << NETX_BIAS_EXP)):
         gaps.append(f"{layer.name}: a bias is not a multiple of 2^{NETX_BIAS_EXP}, netx's fixed bias exponent")
-    if layer.v_init != 0:
-        gaps.append(f"{layer.name}: v starts at {layer.v_init}, netx starts it at 0")
+    v = layer.v_init
+    if np.any(v):
+        shown = v[0] if np.all(v == v[0]) else f"{v.min()}..{v.max()} (per channel)"
+        gaps.append(f"{layer.name}: v starts at {shown}, netx starts it at 0")
     return gaps
 
 

@@ -73,8 +73,8 @@ class LoihiLayer:
     """A synapse op (graph.Dense or graph.Conv2d holding integer weights) feeding one CUBA LIF population.
 
     ``weights`` are the synapse's weights as the chip holds them (Lava's clipping and truncation, done on
-    construction); ``bias_mant`` and ``bias_exp`` take one value or one per neuron (per channel for a conv);
-    ``v_init`` is v at step 0 (Lava LIF's ``v``).
+    construction); ``bias_mant``, ``bias_exp`` and ``v_init`` (v at step 0, Lava LIF's ``v``) take one value or
+    one per neuron (per channel for a conv).
     """
 
     synapse: object
@@ -85,7 +85,7 @@ class LoihiLayer:
     vth: int = 10
     bias_mant: object = 0
     bias_exp: object = 0
-    v_init: int = 0
+    v_init: object = 0
     name: str = "layer"
 
     def __post_init__(self):
@@ -101,9 +101,9 @@ class LoihiLayer:
         self.du = _as_scalar(f"{n}: du", self.du, 0, DECAY_MAX, f"a 12-bit decay in [0, {DECAY_MAX}]")
         self.dv = _as_scalar(f"{n}: dv", self.dv, 0, DECAY_MAX, f"a 12-bit decay in [0, {DECAY_MAX}]")
         self.vth = _as_scalar(f"{n}: vth", self.vth, 0, VTH_MAX, f"a 17-bit threshold in [0, {VTH_MAX}]")
-        self.v_init = _as_scalar(f"{n}: v_init", self.v_init, -UV_HALF + 1, UV_HALF - 1,
-                                 f"a 24-bit voltage in [{-UV_HALF + 1}, {UV_HALF - 1}]")
         size = self.synapse.weight.shape[0]
+        self.v_init = _per_neuron(f"{n}: v_init", self.v_init, size, -UV_HALF + 1, UV_HALF - 1,
+                                  f"24-bit voltages in [{-UV_HALF + 1}, {UV_HALF - 1}]")
         self.weights = quantize_weights(self.synapse.weight, self.num_weight_bits, f"{n}: weights")
         _check_exact_sums(n, self.weights)
         half = 1 << (BIAS_MANT_BITS - 1)
@@ -170,14 +170,14 @@ class LoihiNeurons(NeuronModel):
 
     def __init__(self, layer: LoihiLayer, n: int):
         self.layer = layer
-        per_channel = layer.bias()
-        # conv outputs are channel-last (y, x, channel): the bias repeats over positions
-        self.bias = np.tile(per_channel, n // len(per_channel))
+        # conv outputs are channel-last (y, x, channel): the bias and initial v repeat over positions
+        self.bias = np.tile(layer.bias(), n // len(layer.bias_mant))
+        self.v_init = np.tile(layer.v_init, n // len(layer.v_init)).astype(np.int32)
         self.vth_scaled = np.int64(layer.vth) << VTH_SHIFT
 
     def reset(self, batch, n):
         self.u = np.zeros((batch, n), np.int32)
-        self.v = np.full((batch, n), self.layer.v_init, np.int32)
+        self.v = np.tile(self.v_init, (batch, 1))
         self.a = np.zeros((batch, n), np.int32)
 
     def step(self, current, spikes):
