@@ -25,12 +25,11 @@ import numpy as np
 import chips
 from chips.loihi.neuron import VTH_SHIFT
 from neuro import ann, datasets, graph
-from neuro.convert import convert
-from neuro.experiment import select_images
+from neuro.experiment import calibration_indices, convert_for, load_config, select_images
 from neuro.sim import Engine
 from neuro.snn import SNN, Neurons, Synapses
 
-MODEL = "experiments/models/cifar10_cnn.onnx"
+EXPERIMENT = "experiments/cifar10.toml"   # its [model] and [conversion]: the network every row runs
 
 
 def _variant(snn: SNN, **changes) -> SNN:
@@ -91,17 +90,16 @@ def _truenorth_weights_float(program, snn: SNN) -> SNN:
 def experiment_network(n: int, split: str = "test"):
     """The reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml converts it, and ``n`` images
     spread over ``split`` with their labels (of the training split, only images outside the calibration sample)."""
-    net = ann.load_model(MODEL)
-    train, train_labels = datasets.load("cifar10", split="train")
-    chosen = np.sort(np.random.default_rng(0).choice(len(train), 1000, replace=False))
+    config = load_config(EXPERIMENT)
+    net = ann.load_model(config.resolve(config["model"]["path"]))
     if split == "train":
-        rest = np.setdiff1d(np.arange(len(train)), chosen)
+        train, train_labels = datasets.load("cifar10", split="train")
+        rest = np.setdiff1d(np.arange(len(train)), calibration_indices(config, len(train)))
         images, labels = train[rest], train_labels[rest]
     else:
         images, labels = datasets.load("cifar10", split="test")
     images, labels = select_images(images, labels, n, "spread")
-    snn = convert(net, train[chosen], percentile=99.9, reset="subtract", v_init=0.5, readout="potential")
-    return net, snn, images, labels
+    return net, convert_for(config), images, labels
 
 
 def main() -> None:

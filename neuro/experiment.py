@@ -243,7 +243,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         snn, ann_accuracy = results.read_snn(out), results.read_conversion(out)["ann_accuracy"]
     else:
         say("converting the ANN")
-        snn = _convert(config)
+        snn = convert_for(config)
         ann_accuracy = snn.ann.accuracy(images, labels)
     emulation = config["emulation"]
     programs = {chip: _compile(chip, snn, images, labels, config) for chip in emulation["chips"]}
@@ -378,7 +378,14 @@ def _dataset(config: Config) -> str:
     return spec
 
 
-def _convert(config: Config):
+def calibration_indices(config: Config, n_train: int) -> np.ndarray:
+    """Sorted indices of the training images that calibrate the conversion (seeded by the experiment)."""
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(n_train, config["conversion"]["calibration"], replace=False))
+
+
+def convert_for(config: Config):
+    """The experiment's SNN: its model converted (and bias-calibrated) as its [conversion] section says."""
     from neuro import ann
     from neuro.convert import convert, model_thresholds
 
@@ -390,8 +397,7 @@ def _convert(config: Config):
     if c["calibration"] > len(train):
         raise NeuroError(f"{config.path}: key 'conversion.calibration' is {c['calibration']} but the "
                          f"{config['data']['dataset']} train split has {len(train)} images: use at most {len(train)}")
-    rng = np.random.default_rng(config.seed)
-    calib = train[np.sort(rng.choice(len(train), c["calibration"], replace=False))]
+    calib = train[calibration_indices(config, len(train))]
     snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
                   v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
     if c["calibrate_steps"]:

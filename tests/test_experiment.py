@@ -85,7 +85,7 @@ def test_resume_after_interruption(tmp_path, mnist_test, monkeypatch):
         raise AssertionError("a finished part ran again")
 
     monkeypatch.setattr(experiment, "_emulate", no_emulation)
-    monkeypatch.setattr(experiment, "_convert", no_emulation)
+    monkeypatch.setattr(experiment, "convert_for", no_emulation)
     experiment.run_experiment(config, tmp_path / "out", resume=True, progress=False)
     assert results.parts(out) == PARTS
 
@@ -144,7 +144,7 @@ def test_a_flipped_byte_is_an_error_and_resume_redoes_the_part(tiny_run, tmp_pat
 
     monkeypatch.setattr(experiment, "measure", not_again)
     if "conversion" not in redone:
-        monkeypatch.setattr(experiment, "_convert", not_again)
+        monkeypatch.setattr(experiment, "convert_for", not_again)
     experiment.run_experiment(write_config(tmp_path), out.parent, resume=True, progress=False)
     assert results.parts(out) == PARTS
     assert (results.read(out).chips["float"].accuracy_by_step == before).all()
@@ -266,7 +266,7 @@ def test_calibrate_steps_is_part_of_the_run(tiny_run, tmp_path):
     two = write_config(tmp_path, TINY.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 2"))
     with pytest.raises(NeuroError, match="differs from the config stored"):
         experiment.run_experiment(two, tiny_run.parent, resume=True, progress=False)
-    snn = experiment._convert(experiment.load_config(two))
+    snn = experiment.convert_for(experiment.load_config(two))
     assert snn.info["bias_calibration"] == {"timesteps": 2, "images": 32, "encoding": "current"}
 
 
