@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "train"],
                     help="images: spread over the test split, or over training images outside the calibration sample")
     ap.add_argument("--loihi-reset", default="0.7", help="Loihi reset_threshold factors, one row each (comma-separated)")
+    ap.add_argument("--truenorth-resolution", default="", help="TrueNorth partial_resolution values, one row each "
+                    "(comma-separated; the row \"TrueNorth (multilevel 4, its widest)\" runs the default)")
     ap.add_argument("--only", default="", help="row names to run, separated by | (default: all)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -136,6 +138,8 @@ def main() -> None:
     for factor in map(float, args.loihi_reset.split(",")):
         rows[f"Loihi, reset_threshold {factor:g}"] = (lambda f=factor: _loihi(snn, {"reset_threshold": f}),
                                                       args.encoding)
+    for k in [int(v) for v in args.truenorth_resolution.split(",") if v]:
+        rows[f"TrueNorth, partial_resolution {k}"] = (lambda k=k: _tn(snn, {"partial_resolution": k}), args.encoding)
     only = [s for s in args.only.split("|") if s]
     out = dict(n=args.n, split=args.split, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc, rows={})
     steps = [s for s in (16, 32, 48, 64, 96, 128, 192, 256) if s <= args.timesteps]

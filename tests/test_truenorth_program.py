@@ -100,6 +100,31 @@ def test_split_fan_in_sends_a_piece_sum_that_rises_and_falls_back():
     assert result.traces[0]["spikes"][0, :, 1].sum() == 5               # the - partial of piece 0 fired 5 times
 
 
+def test_finer_partial_thresholds_send_what_whole_ones_round_away():
+    # one output, two pieces each gaining 0.4 thresholds once: the float neuron (V0 0.5) ends at 1.3 and spikes once;
+    # whole-threshold partial neurons (V0 0.5 each) stop at 0.9 and send nothing; at 1/8 each sends 3 eighths,
+    # and the merge neuron reaches 0.5 + 0.75 and spikes, on the cores as in the program
+    w = np.zeros((1, 128))
+    w[0, 0] = w[0, 100] = 0.4
+    snn = SNN((128,), [Synapses(graph.Dense(w)), Neurons(1.0, v_init=0.5)], readout="spikes")
+    trains = np.zeros((1, 20, 128), np.float32)
+    trains[0, 0, [0, 100]] = 1
+    spikes = {}
+    for k in (1, 8):
+        program = compile_snn(snn, "multilevel", 4, partial_resolution=k)
+        merge = program.populations[1]
+        assert program.mapping.layers[0].pieces == 2
+        assert abs(merge.alpha[0] / (MERGE_UNIT * k) - 1) < 0.1        # merge threshold ~255 k: a partial spike, 1/k
+        result, _, runs = run_both(program, trains)
+        np.testing.assert_array_equal(runs[0].spikes, result.traces[-1]["spikes"][0].astype(bool))
+        spikes[k] = int(result.traces[-1]["spikes"].sum())
+    assert spikes == {1: 0, 8: 1}
+    # a bias of 0.5 thresholds a tick: the merge leak 0.5 x 255 k fits 9 bits up to k = 2, so 8 gives 2
+    biased = SNN((128,), [Synapses(graph.Dense(w, np.array([0.5]))), Neurons(1.0, v_init=0.5)], readout="spikes")
+    program = compile_snn(biased, "multilevel", 4, partial_resolution=8)
+    assert abs(program.populations[1].alpha[0] / (2 * MERGE_UNIT) - 1) < 0.1 and program.leak_clipped == 0
+
+
 def test_pool_neurons_map_as_a_channel_diagonal_conv():
     # convert(pool_neurons=True) puts neurons after the pool: it used to crash the mapper (AvgPool2d has no bias)
     rng = np.random.default_rng(3)

@@ -3,7 +3,7 @@
 from chips.api import Chip, Option
 from chips.truenorth.cost_model import FIT_VOLTAGE, SETS, TICK_HZ_MAX, VOLTAGE_MAX, VOLTAGE_MIN
 from chips.truenorth.mapping import MAX_LEVELS, MIN_LEVELS, SCHEMES
-from chips.truenorth.program import DEFAULT_LEVELS, DEFAULT_SCHEME, chip_limits, compile_snn
+from chips.truenorth.program import DEFAULT_LEVELS, DEFAULT_SCHEME, PARTIAL_RESOLUTION, chip_limits, compile_snn
 from neuro.published import HEADLINE_FPS, PublishedPoint
 
 PUBLISHED = (
@@ -24,6 +24,9 @@ CHIP = Chip(
              Option("tick_hz", float, "max", "tick rate of the cost: a rate in Hz, or max (the fastest tick the "
                     "run's activity allows)", choices=("max",), low=1.0, high=TICK_HZ_MAX),
              Option("voltage", float, FIT_VOLTAGE, "supply voltage of the cost (AKO15's measured envelope)",
-                    low=VOLTAGE_MIN, high=VOLTAGE_MAX)),
+                    low=VOLTAGE_MIN, high=VOLTAGE_MAX),
+             Option("partial_resolution", int, PARTIAL_RESOLUTION, "split layers' partial neurons fire at down to "
+                    "1/this of the output threshold: finer sums, but more partial spikes, and a piece whose sum moves faster "
+                    "than that a tick lags (at most one spike a tick)", low=1, high=64)),
     published=PUBLISHED, wide_options={"scheme": "multilevel", "levels": MAX_LEVELS},
     coefficient_files=False)   # the power model is fitted to ako15 at import (chips/truenorth/cost_model.py)

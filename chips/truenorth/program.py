@@ -56,6 +56,7 @@ MERGE_UNIT = WEIGHT_MAX       # merge type weights +-255, merge threshold 255 (c
 PARTIAL_BETA = 0              # partial neurons' V saturates at 0 (kappa 1, beta 0): module docstring
 HOP_DELAY = 1                 # ticks from a spike to its target axon at the least (MER14 [sec]: delay 1-15)
 SPLIT_DELAY = 2 * HOP_DELAY   # through a splitter core
+PARTIAL_RESOLUTION = 1        # partial thresholds down to alpha / this (``_partial_alpha``); 1: whole thresholds
 
 
 # --- synapses: one mapped layer's integer input --------------------------------------------------------------
@@ -404,10 +405,23 @@ def _v0_ahead(v0: np.ndarray, leak: np.ndarray, alpha: np.ndarray, start: int) -
     return capped, int((capped != want).sum())
 
 
-def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: int):
+def _partial_alpha(layer: Layer, alpha: np.ndarray, resolution: int) -> np.ndarray:
+    """Partial neurons' thresholds: alpha / k, k the finest of 1..``resolution`` at which the merge neurons' leak
+    (the bias, in units of their threshold about 255 k) still fits the signed 9-bit leak. A partial pair sends its
+    piece's running sum to within one partial threshold, so a neuron split into P pieces is off by up to P of them:
+    P output thresholds at k = 1, which swamps an output layer that spikes a few times a run. But a partial neuron
+    spikes at most once a tick, so a piece whose sum moves faster than alpha / k a tick lags behind it: a trade-off
+    that depends on the activity, hence an option (choice; default 1; measured on CIFAR-10 in docs/results.md)."""
+    bias = np.abs(layer.bias / layer.threshold).max(initial=0) * MERGE_UNIT
+    k = int(np.clip(LEAK_MAX // bias if bias > 0 else resolution, 1, resolution))
+    return np.maximum(1, np.round(alpha / k)).astype(np.int64)
+
+
+def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: int, resolution: int):
     """(ops, populations, clipped leaks, capped V0s) of one mapped layer: CoreOp and neurons, or CoreOp, partial
     neurons, MergeOp and merge neurons; ``delay``: ticks from the layer's output spikes to the next layer's axons;
-    ``start``: ticks from the network input to the layer's first input spikes (``_v0_ahead``)."""
+    ``start``: ticks from the network input to the layer's first input spikes (``_v0_ahead``); ``resolution``:
+    the finest partial threshold, as a fraction of the output neuron's (``_partial_alpha``)."""
     alpha = np.maximum(1, np.round(layer.threshold * q.unit / q.scale)).astype(np.int64)
     if alpha.max() > THRESHOLD_MAX:
         j = int(alpha.argmax())
@@ -429,12 +443,15 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: i
         pop = Population(_per_neuron(alpha, shape), _per_neuron(leak, shape), _per_neuron(v0, shape), mode, delay)
         return [Synapses(core_op), Neurons()], [pop], clipped, capped
     parts, out = 2 * m.pieces, len(alpha)
-    partial_alpha = _per_neuron(np.tile(alpha, parts), shape)
-    partial = Population(partial_alpha, np.zeros(len(partial_alpha), np.int64), _per_neuron(np.tile(v0, parts), shape),
+    fine = _partial_alpha(layer, alpha, resolution)
+    partial_alpha = _per_neuron(np.tile(fine, parts), shape)
+    partial = Population(partial_alpha, np.zeros(len(partial_alpha), np.int64),
+                         _per_neuron(np.tile(np.round(layer.v_init * fine).astype(np.int64), parts), shape),
                          RESET_MODE["subtract"], HOP_DELAY, PARTIAL_BETA)
-    leak, clipped = _leak(layer, np.full(out, MERGE_UNIT / layer.threshold))
-    merge_alpha = np.full(out, MERGE_UNIT)
-    merge_v0, capped = _v0_ahead(np.full(out, round(layer.v_init * MERGE_UNIT)), leak, merge_alpha, start + HOP_DELAY)
+    merge_alpha = np.round(MERGE_UNIT * alpha / fine).astype(np.int64)   # one partial spike = fine / alpha thresholds
+    leak, clipped = _leak(layer, merge_alpha / layer.threshold)
+    merge_v0, capped = _v0_ahead(np.round(layer.v_init * merge_alpha).astype(np.int64), leak, merge_alpha,
+                                 start + HOP_DELAY)
     merge = Population(_per_neuron(merge_alpha, shape), _per_neuron(leak, shape), _per_neuron(merge_v0, shape), mode,
                        delay)
     hops = m.partial_hops.reshape(out, -1).T[:, None, None, :]           # (positions, piece, sign, channel)
@@ -444,9 +461,10 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: i
 
 
 def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LEVELS, tick_hz: float | str = "max",
-                voltage: float = FIT_VOLTAGE) -> TrueNorthProgram:
+                voltage: float = FIT_VOLTAGE, partial_resolution: int = PARTIAL_RESOLUTION) -> TrueNorthProgram:
     """Map ``snn`` onto TrueNorth cores under ``scheme`` (``chips.truenorth.mapping``) and build the program that
-    runs it; ``tick_hz`` and ``voltage``: the operating point its ``cost`` takes."""
+    runs it; ``tick_hz`` and ``voltage``: the operating point its ``cost`` takes; ``partial_resolution``: split
+    layers' partial thresholds down to 1 / this of the output neuron's (``_partial_alpha``)."""
     mapping = map_network(snn, scheme, levels)
     ops, pops, clipped, capped, depth = [], [], 0, 0, 0
     for i, ((layer, q), m) in enumerate(zip(mapping.quantised, mapping.layers)):
@@ -460,7 +478,7 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
             extra = (through_splitters, through_splitters, mapping.layers[i - 1].output_hops)
         last = i == len(mapping.layers) - 1
         delay = 0 if last else SPLIT_DELAY if m.splitter_neurons else HOP_DELAY
-        layer_ops, layer_pops, c, v = _layer_ops(layer, q, m, extra, delay, depth)
+        layer_ops, layer_pops, c, v = _layer_ops(layer, q, m, extra, delay, depth, partial_resolution)
         ops, pops, clipped, capped = ops + layer_ops, pops + layer_pops, clipped + c, capped + v
         depth += delay + (HOP_DELAY if m.pieces > 1 else 0)
     program_snn = SNN(snn.input_shape, ops, "spikes", snn.ann, dict(snn.info, chip="truenorth", scheme=scheme,
