@@ -11,7 +11,8 @@ the engine runs one population per mapped layer, in the units and with the timin
   weight, for the finest bias). The floor at 0 makes the pair send the piece's running sum S: the + neuron
   spikes on each threshold S gains, the - one on each it loses, within one threshold each. Without it (V free
   down to -2^18) a + neuron that has spiked keeps those spikes when S falls back and the - neuron only fires
-  below S's lowest point, so the pair sends max S - max(-S), not S, whenever a piece's sum is not monotone;
+  below S's lowest point, so the pair sends max S - max(-S), not S, whenever a piece's sum is not monotone.
+  ``partial_resolution`` k > 1: partial thresholds alpha / k, merge threshold ~255 k (``_partial_alpha``);
 * neurons: the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak: lambda = the
   converted bias in integer units, alpha = threshold x unit / scale, reset by subtraction (gamma 1) or to 0
   (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
