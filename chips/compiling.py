@@ -1,6 +1,7 @@
 """Compile helpers every chip needs, one copy each: a converted SNN as (synapses, neurons) layers with the pools
 folded into the next synapses (``layers``, ``compose``), the per-layer activity of an engine run
-(``layer_activity``) and the connection list of a conv or dense op (``connections``)."""
+(``layer_activity``), the connection list of a conv or dense op (``connections``) and the initial V that
+takes out the bias integrated before a delayed first input (``start_ahead``)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,19 @@ def spread_pool(weight: np.ndarray, pool: graph.AvgPool2d, in_shape, where: str 
 def bias_map(op, in_shape) -> np.ndarray:
     """The op's output for a zero input, flat."""
     return op.forward(np.zeros((1, *in_shape), np.float32)).reshape(-1)
+
+
+def start_ahead(v0: np.ndarray, per_step: np.ndarray, steps: int, highest: np.ndarray, lowest: int) \
+        -> tuple[np.ndarray, int]:
+    """Initial V less the ``steps`` steps of bias (``per_step``) a population integrates before its first input
+    arrives on a chip with per-layer delays, so that V is the converted neuron's V0 when the input starts, as in
+    the float SNN, whose bias and input start together. Kept within [``lowest``, max(v0, ``highest``)]: ``highest``
+    is the chip's largest V0 that does not spike before any input (a large negative bias would need more; a V0
+    already above it stays, as the converted neuron spikes in its first step too); returns (V0, how many were
+    clipped)."""
+    want = v0 - steps * per_step
+    kept = np.clip(want, lowest, np.maximum(v0, highest))
+    return kept, int((kept != want).sum())
 
 
 def fold_pool_into_conv(pool: graph.AvgPool2d, conv: graph.Conv2d, in_shape, mid_shape, where: str):

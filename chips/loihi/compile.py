@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from chips.api import CoefficientSet
-from chips.compiling import layers, pool_overlaps
+from chips.compiling import layers, pool_overlaps, start_ahead
 from chips.loihi.cost_model import LoihiCost, activity_from_result, cost
 from chips.loihi.mapping import CORE_INPUT_AXONS, map_program
 from chips.loihi.neuron import (BIAS_EXP_MAX, BIAS_MANT_BITS, DECAY_MAX, DECAY_UNITY, UV_HALF, VTH_SHIFT,
@@ -128,7 +128,11 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | 
         -> tuple[LoihiLayer, dict]:
     """Integer weights, exponent, bias and initial v of one layer, v in units of threshold / (vth << 6);
     ``spike_vth``: the layer's threshold mantissa if not vth (a probed output layer that must not spike);
-    ``ahead``: steps the layer's bias integrates before its first input arrives (``_v_init_ahead``)."""
+    ``ahead``: steps the layer's bias integrates before its first input arrives: one step of synaptic latency per
+    layer, so layer k's first input comes at step k + 1 while its bias acts from step 0; v at step 0 takes them
+    out (``chips.compiling.start_ahead``; a choice, set through Lava LIF's per-neuron ``v``; exact for
+    integrate-and-fire, dv = 0; with a leak it undoes the bias without its decay), capped where the first step's
+    v would spike (v > vth)."""
     w = op.weight.astype(np.float64) / neurons.threshold
     b = op.bias.astype(np.float64) / neurons.threshold
     wmax = float(np.abs(w).max())
@@ -144,8 +148,9 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | 
     mant = np.clip(2 * np.round(scaled / 2), WEIGHT_MIN, MANTISSA_MAX)
     unit = float(vth << VTH_SHIFT)         # v per threshold
     bias_mant, bias_exp = _bias_mant_exp(b * unit, name)
-    v_init, capped = _v_init_ahead(round(neurons.v_init * unit), bias_mant << bias_exp,
-                                   (spike_vth or vth) << VTH_SHIFT, ahead)
+    bias = bias_mant << bias_exp   # exponents are >= 0 here
+    v_init, capped = start_ahead(np.full(len(bias), round(neurons.v_init * unit)), bias, ahead,
+                                 np.minimum(((spike_vth or vth) << VTH_SHIFT) - bias, UV_HALF - 1), -UV_HALF + 1)
     layer = LoihiLayer(with_weights(op, mant), num_weight_bits=8, weight_exp=weight_exp, du=DECAY_MAX,
                        dv=int(round(neurons.leak * DECAY_UNITY)), vth=spike_vth or vth, bias_mant=bias_mant,
                        bias_exp=bias_exp, v_init=v_init, name=name)
@@ -157,19 +162,6 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | 
                   bias_max_abs=float(np.abs(b_eff - b).max(initial=0)), v_init_capped=capped,
                   reset="zero" if neurons.reset == "zero" else "zero (the SNN asked for subtract)")
     return layer, errors
-
-
-def _v_init_ahead(v_init: int, bias: np.ndarray, vth_scaled: int, ahead: int) -> tuple[np.ndarray, int]:
-    """Per channel, v at step 0 less the ``ahead`` steps of bias a layer integrates before its first input arrives
-    (one step of synaptic latency per layer: layer k's first input comes at step k + 1, its bias from step 0), so
-    that v is the converted neuron's initial v when the input starts, as in the float SNN, whose bias and input
-    start together (a choice, set through Lava LIF's per-neuron ``v``; exact for integrate-and-fire, dv = 0; with a
-    leak it undoes the bias without its decay). A large negative bias would need v0 above the threshold: v0 is
-    capped where the first step's v would spike (no spike before any input), so such channels start lower than
-    the converted ones; returns (v0 per channel, how many were capped)."""
-    want = v_init - ahead * bias.astype(np.int64)
-    v0 = np.clip(want, -UV_HALF + 1, np.minimum(np.maximum(v_init, vth_scaled - bias), UV_HALF - 1))
-    return v0, int((v0 != want).sum())
 
 
 def _bias_mant_exp(bias_v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

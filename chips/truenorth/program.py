@@ -18,7 +18,8 @@ the engine runs one population per mapped layer, in the units and with the timin
   (gamma 0, R = 0), kappa 1 with beta = 2^18 - 1 (converted neurons have no negative threshold; V saturates
   there), V0 = v_init x alpha less the leak of the ticks before the population's first input arrives (the leak
   runs from tick 0, the input only after the delays below: without this a deep layer's bias ran ahead of its
-  input, ~20 ticks on CIFAR-10's 7 layers), capped so that no neuron spikes before any input (``_v0_ahead``);
+  input, ~20 ticks on CIFAR-10's 7 layers), capped so that no neuron spikes before any input
+  (``chips.compiling.start_ahead``);
 * timing: a spike reaches its target axon one tick later at the least (delay 1-15, MER14 [sec]). A layer's
   outputs reach the next layer through splitter cores (two hops), and outputs with one target take axon
   delay 2 (choice: every input of a population arrives equally late), so each population integrates what
@@ -44,6 +45,7 @@ import numpy as np
 from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURONS, LEAK_MAX, LEAK_MIN, THRESHOLD_MAX,
                                   V_BITS, WEIGHT_MAX, _fire)
 from chips.api import CoefficientSet
+from chips.compiling import start_ahead
 from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, SETS, TICK_HZ, Cost, cost
 from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, map_network
 from neuro import graph, kernels
@@ -396,16 +398,6 @@ def _leak(layer: Layer, scale_int: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(lam, LEAK_MIN, LEAK_MAX).astype(np.int64), int(((lam < LEAK_MIN) | (lam > LEAK_MAX)).sum())
 
 
-def _v0_ahead(v0: np.ndarray, leak: np.ndarray, alpha: np.ndarray, start: int) -> tuple[np.ndarray, int]:
-    """V0 less the ``start`` ticks of leak a neuron integrates before its first input can arrive, so that at that
-    tick V is the converted neuron's V before its first step (the float SNN's bias and input start together);
-    kept below the first tick's threshold (no spike before any input; a V0 already above it stays, as the converted
-    neuron spikes in its first step too) and above -beta; and how many were capped."""
-    want = v0 - start * leak
-    capped = np.clip(want, -THRESHOLD_MAX, np.maximum(v0, alpha - 1 - leak))
-    return capped, int((capped != want).sum())
-
-
 def _partial_alpha(layer: Layer, alpha: np.ndarray, resolution: int) -> np.ndarray:
     """Partial neurons' thresholds: alpha / k, k the finest of 1..``resolution`` at which the merge neurons' leak
     (the bias, in units of their threshold about 255 k) still fits the signed 9-bit leak. A partial pair sends its
@@ -421,8 +413,8 @@ def _partial_alpha(layer: Layer, alpha: np.ndarray, resolution: int) -> np.ndarr
 def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: int, resolution: int):
     """(ops, populations, clipped leaks, capped V0s) of one mapped layer: CoreOp and neurons, or CoreOp, partial
     neurons, MergeOp and merge neurons; ``delay``: ticks from the layer's output spikes to the next layer's axons;
-    ``start``: ticks from the network input to the layer's first input spikes (``_v0_ahead``); ``resolution``:
-    the finest partial threshold, as a fraction of the output neuron's (``_partial_alpha``)."""
+    ``start``: ticks from the network input to the layer's first input spikes (``chips.compiling.start_ahead``);
+    ``resolution``: the finest partial threshold, as a fraction of the output neuron's (``_partial_alpha``)."""
     alpha = np.maximum(1, np.round(layer.threshold * q.unit / q.scale)).astype(np.int64)
     if alpha.max() > THRESHOLD_MAX:
         j = int(alpha.argmax())
@@ -440,7 +432,7 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: i
     v0 = np.round(layer.v_init * alpha).astype(np.int64)
     if m.pieces == 1:
         leak, clipped = _leak(layer, q.unit / q.scale)
-        v0, capped = _v0_ahead(v0, leak, alpha, start)
+        v0, capped = start_ahead(v0, leak, start, alpha - 1 - leak, -THRESHOLD_MAX)
         pop = Population(_per_neuron(alpha, shape), _per_neuron(leak, shape), _per_neuron(v0, shape), mode, delay)
         return [Synapses(core_op), Neurons()], [pop], clipped, capped
     parts, out = 2 * m.pieces, len(alpha)
@@ -451,8 +443,8 @@ def _layer_ops(layer: Layer, q: Quantised, m, extra: tuple, delay: int, start: i
                          RESET_MODE["subtract"], HOP_DELAY, PARTIAL_BETA)
     merge_alpha = np.round(MERGE_UNIT * alpha / fine).astype(np.int64)   # one partial spike = fine / alpha thresholds
     leak, clipped = _leak(layer, merge_alpha / layer.threshold)
-    merge_v0, capped = _v0_ahead(np.round(layer.v_init * merge_alpha).astype(np.int64), leak, merge_alpha,
-                                 start + HOP_DELAY)
+    merge_v0, capped = start_ahead(np.round(layer.v_init * merge_alpha).astype(np.int64), leak, start + HOP_DELAY,
+                                   merge_alpha - 1 - leak, -THRESHOLD_MAX)
     merge = Population(_per_neuron(merge_alpha, shape), _per_neuron(leak, shape), _per_neuron(merge_v0, shape), mode,
                        delay)
     hops = m.partial_hops.reshape(out, -1).T[:, None, None, :]           # (positions, piece, sign, channel)
