@@ -24,8 +24,9 @@ import numpy as np
 
 import chips
 from chips.loihi.neuron import VTH_SHIFT
+from chips.truenorth.program import float_proxy as truenorth_weights
 from neuro import ann, datasets, graph
-from neuro.experiment import calibration_indices, convert_for, load_config, select_images
+from neuro.experiment import calibrated_for, calibration_indices, convert_for, load_config, select_images
 from neuro.sim import Engine
 from neuro.snn import SNN, Neurons, Synapses
 
@@ -68,29 +69,13 @@ def _loihi_weights_float(program, snn: SNN) -> SNN:
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
 
 
-def _truenorth_weights_float(program, snn: SNN) -> SNN:
-    """The TrueNorth mapping's quantised weights (codes x per-neuron scale, pools folded) with float biases, run
-    by the converted SNN's float neurons: the weight-code loss alone, without split, merge or delays."""
-    conv = [op for op in snn.ops if isinstance(op, Neurons)]
-    ops, shape = [], tuple(snn.input_shape)
-    for (layer, q), neurons in zip(program.mapping.quantised, conv):
-        w = q.weights.reshape(layer.weight.shape)
-        if w.ndim == 2:
-            if len(shape) > 1:
-                ops.append(graph.Flatten())
-                shape = (int(np.prod(shape)),)
-            op = graph.Dense(w, layer.bias)
-        else:
-            op = graph.Conv2d(w, layer.bias, layer.stride, layer.padding)
-        ops += [Synapses(op), neurons]
-        shape = op.output_shape(shape)
-    return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
-
-
-def experiment_network(n: int, split: str = "test"):
-    """The reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml converts it, and ``n`` images
-    spread over ``split`` with their labels (of the training split, only images outside the calibration sample)."""
+def experiment_network(n: int, split: str = "test", calibrate_steps: int | None = None):
+    """The experiment's config, the reference CIFAR-10 ANN, its SNN converted as experiments/cifar10.toml
+    converts it (``calibrate_steps``: that [conversion] key instead of the file's), and ``n`` images spread over
+    ``split`` with their labels (of the training split, only images outside the calibration sample)."""
     config = load_config(EXPERIMENT)
+    if calibrate_steps is not None:
+        config.values["conversion"]["calibrate_steps"] = calibrate_steps
     net = ann.load_model(config.resolve(config["model"]["path"]))
     if split == "train":
         train, train_labels = datasets.load("cifar10", split="train")
@@ -99,7 +84,7 @@ def experiment_network(n: int, split: str = "test"):
     else:
         images, labels = datasets.load("cifar10", split="test")
     images, labels = select_images(images, labels, n, "spread")
-    return net, convert_for(config), images, labels
+    return config, net, convert_for(config), images, labels
 
 
 def main() -> None:
@@ -112,11 +97,14 @@ def main() -> None:
     ap.add_argument("--loihi-reset", default="0.7", help="Loihi reset_threshold factors, one row each (comma-separated)")
     ap.add_argument("--truenorth-resolution", default="", help="TrueNorth partial_resolution values, one row each "
                     "(comma-separated; the row \"TrueNorth (multilevel 4, its widest)\" runs the default)")
+    ap.add_argument("--calibrate-steps", type=int, default=None, help="[conversion] calibrate_steps instead of the "
+                    "experiment's: the float SNN's biases calibrated for that T, and each swept chip row's again on "
+                    "its float proxy")
     ap.add_argument("--only", default="", help="row names to run, separated by | (default: all)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
-    net, snn, images, labels = experiment_network(args.n, args.split)
+    config, net, snn, images, labels = experiment_network(args.n, args.split, args.calibrate_steps)
     ann_acc = float(np.mean(net.predict(images) == labels))
     loihi = chips.compile_for("loihi", snn, "rate")
 
@@ -129,19 +117,22 @@ def main() -> None:
                                                    args.encoding),
         "float, Loihi 8-bit weights": (lambda: Engine(_loihi_weights_float(loihi, snn)), args.encoding),
         "Loihi": (lambda: _loihi(snn, {}), args.encoding),
-        "float, TrueNorth 4-bit weight codes": (lambda: Engine(_truenorth_weights_float(_program(snn, {}), snn)),
-                                                args.encoding),
+        "float, TrueNorth 4-bit weight codes": (lambda: Engine(truenorth_weights(snn, {})), args.encoding),
         "float, reset to zero, thresholds x 0.7": (lambda: Engine(_variant(snn, reset="zero", threshold=0.7)),
                                                    args.encoding),
         "TrueNorth (multilevel 4, its widest)": (lambda: _tn(snn, {}), args.encoding),
     }
     for factor in map(float, args.loihi_reset.split(",")):
-        rows[f"Loihi, reset_threshold {factor:g}"] = (lambda f=factor: _loihi(snn, {"reset_threshold": f}),
-                                                      args.encoding)
+        rows[f"Loihi, reset_threshold {factor:g}"] = (
+            lambda f=factor: _loihi(calibrated_for(config, "loihi", snn, {"reset_threshold": f}), {"reset_threshold": f}),
+            args.encoding)
     for k in [int(v) for v in args.truenorth_resolution.split(",") if v]:
-        rows[f"TrueNorth, partial_resolution {k}"] = (lambda k=k: _tn(snn, {"partial_resolution": k}), args.encoding)
+        rows[f"TrueNorth, partial_resolution {k}"] = (
+            lambda k=k: _tn(calibrated_for(config, "truenorth", snn, {"partial_resolution": k}), {"partial_resolution": k}),
+            args.encoding)
     only = [s for s in args.only.split("|") if s]
-    out = dict(n=args.n, split=args.split, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc, rows={})
+    out = dict(n=args.n, split=args.split, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc,
+               calibrate_steps=config["conversion"]["calibrate_steps"], rows={})
     steps = [s for s in (16, 32, 48, 64, 96, 128, 192, 256) if s <= args.timesteps]
     print(f"ANN on these {args.n} {args.split} images: {100 * ann_acc:.2f} %; accuracy (%) at steps {steps}")
     for name, (make, enc) in rows.items():

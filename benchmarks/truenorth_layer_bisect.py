@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--timesteps", type=int, default=64)
     args = ap.parse_args()
-    _, snn, images, labels = experiment_network(args.n)
+    _, _, snn, images, labels = experiment_network(args.n)
     program = chips.compile_for("truenorth", snn, "rate", {})
     run = dict(encoding="regular", record_counts=True, progress=False)
     flt = Engine(snn).run(images, labels, args.timesteps, **run)

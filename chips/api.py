@@ -138,7 +138,9 @@ class Chip:
     report; ``wide_options``: the options with the chip's finest weights (the conformance check runs the
     program they give against the float SNN); ``coefficient_files``: whether its cost takes a user's TOML file
     (False: only the shipped sets, e.g. a model fitted to them at import); ``encodings``: the input encodings
-    its program takes (rate, regular: input spikes; current: the frame itself, as graded spikes)."""
+    its program takes (rate, regular: input spikes; current: the frame itself, as graded spikes); ``float_proxy(snn,
+    options)``: the float SNN whose neurons run as the program's do, on which bias calibration measures the rates
+    when it calibrates for this chip (``neuro.calibrate``; None: the converted SNN itself)."""
 
     name: str
     title: str                        # how messages name it, e.g. "Loihi"
@@ -150,6 +152,7 @@ class Chip:
     wide_options: Mapping[str, Any] = field(default_factory=dict)
     coefficient_files: bool = True
     encodings: Sequence[str] = SPIKE_ENCODINGS   # the input encodings its program takes ("current": graded input, e.g. Loihi 2)
+    float_proxy: Callable[[SNN, Mapping[str, Any]], SNN] | None = None
 
     def __post_init__(self):
         if not self.coefficients:

@@ -13,6 +13,7 @@ and the conversion promises no more (``neuro.convert``). The output layer is lef
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -28,13 +29,17 @@ INFO_KEY = "bias_calibration"  # what ``SNN.info`` records of a calibration
 
 
 def calibrate_biases(snn: SNN, images: np.ndarray, timesteps: int, *, max_images: int = MAX_IMAGES,
-                     encoding: str = "current", seed: int = 0, batch_size: int = 256) -> SNN:
+                     encoding: str = "current", seed: int = 0, batch_size: int = 256,
+                     dynamics: tuple[str, Callable[[SNN], SNN]] | None = None) -> SNN:
     """A copy of ``snn`` whose hidden Conv2d/Dense layers' biases are corrected for runs of ``timesteps`` steps.
 
     Runs on at most ``max_images`` of ``images`` (the conversion's calibration images), spread evenly over them
     (a sorted draw from a split stored class by class would otherwise give the first classes only), fed by
     ``encoding`` (``neuro.sim.Engine.run``; the seed matters to "rate" only). ``snn.info[INFO_KEY]`` records the
-    steps, the number of images and the encoding. Cost: one ANN forward pass, then per hidden layer one float
+    steps, the number of images and the encoding. ``dynamics`` = (name, proxy): the rates are measured on
+    proxy(SNN), a float stand-in for another system's neurons (``chips.api.Chip.float_proxy``, e.g. Loihi's reset
+    to zero), so the biases correct that system's error; an SNN already calibrated for other dynamics (the float
+    SNN's) is calibrated again, and the record names both. Cost: one ANN forward pass, then per hidden layer one float
     engine run of the whole network (the engine runs whole networks only) for ``timesteps`` steps on those images:
     on the CIFAR-10 reference CNN 6 runs of 256 images (time measured in docs/results.md).
     """
@@ -46,23 +51,27 @@ def calibrate_biases(snn: SNN, images: np.ndarray, timesteps: int, *, max_images
         raise NeuroError(f"bias calibration needs at least one image, got {min(len(images), max_images)}")
     if snn.ann is None:
         raise NeuroError("this SNN keeps no ANN to calibrate against: convert the model again")
-    if INFO_KEY in snn.info:
-        raise NeuroError(f"this SNN's biases are already calibrated ({snn.info[INFO_KEY]}): calibrate the "
-                         "converted SNN, once")
+    name, proxy = dynamics or ("", lambda net: net)
+    earlier = snn.info.get(INFO_KEY)
+    if earlier is not None and earlier.get("dynamics", "") == name:
+        raise NeuroError(f"this SNN's biases are already calibrated ({earlier}): calibrate the converted SNN, once"
+                         + (f" for {name}" if name else ""))
     images = images[spread(len(images), max_images)]
     snn.check_input(images)
     acts = activations(snn.ann, images)
     labels = np.zeros(len(images), np.int64)
     ops = list(snn.ops)
     for k, population, relu, scale in _hidden_layers(snn):
-        current = SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
+        current = proxy(SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info))
         counts = Engine(current).run(images, labels, timesteps, encoding=encoding, seed=seed, batch_size=batch_size,
                                      record_counts=True, progress=False).spike_counts[population]
         target = np.clip(acts[relu].astype(np.float64) / scale, 0.0, 1.0)
         shift = (target - counts / timesteps).mean(axis=(0, 2, 3) if counts.ndim == 4 else 0)
         layer = ops[k].op
         ops[k] = Synapses(dataclasses.replace(layer, bias=layer.bias + ops[k + 1].threshold * shift))
-    info = {**snn.info, INFO_KEY: {"timesteps": int(timesteps), "images": len(images), "encoding": encoding}}
+    record = {"timesteps": int(timesteps), "images": len(images), "encoding": encoding}
+    record.update({"dynamics": name} if name else {}, **({"after": earlier} if earlier else {}))
+    info = {**snn.info, INFO_KEY: record}
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, info)
 
 

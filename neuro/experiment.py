@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import chips
-from neuro import datasets, encode, lock, results
+from neuro import calibrate, datasets, encode, lock, results
 from neuro.atomic import stale_temps
 from neuro.baselines import PLATFORMS, Settings, measure, read_json, system
 from neuro.baselines.results import Value
@@ -62,7 +62,8 @@ SCHEMA = {
         "v_init": (float, 0.5, None),
         "readout": (str, "potential", _one_of("potential", "spikes")),
         "pool_neurons": (bool, False, None),
-        # > 0: biases calibrated for this many steps (neuro.calibrate), fed as [emulation] encoding feeds the chips
+        # > 0: biases calibrated for this many steps (neuro.calibrate), fed as [emulation] encoding feeds the chips,
+        # and again on each chip's float proxy where it declares one (Loihi: its reset to zero)
         "calibrate_steps": (int, 0, lambda v: None if v >= 0 else "must be 0 (no calibration) or more steps"),
     },
     "emulation": {
@@ -246,7 +247,8 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         snn = convert_for(config)
         ann_accuracy = snn.ann.accuracy(images, labels)
     emulation = config["emulation"]
-    programs = {chip: _compile(chip, snn, images, labels, config) for chip in emulation["chips"]}
+    systems = {chip: calibrated_for(config, chip, snn, say=say) for chip in emulation["chips"]}
+    programs = {chip: _compile(chip, systems[chip], images, labels, config) for chip in emulation["chips"]}
     with lock.hold(out.parent):
         for tmp in stale_temps(out):
             tmp.unlink()
@@ -263,7 +265,7 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         for chip, program in programs.items():
             if f"chips/{chip}" not in done:
                 say(f"emulating on {chip}")
-                run = _emulate(chip, program, snn, images, labels, emulation, config.seed, progress, target,
+                run = _emulate(chip, program, systems[chip], images, labels, emulation, config.seed, progress, target,
                                config.chip(chip), simulate)
                 results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
@@ -393,20 +395,51 @@ def convert_for(config: Config):
     path = config.resolve(config["model"]["path"])
     net = ann.load_model(path)
     thresholds = model_thresholds(ann.load_metadata(path), ann.metadata_path(path)) if c["scales"] == "model" else None
+    calib = _calibration_images(config)
+    snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
+                  v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
+    if c["calibrate_steps"]:
+        snn = _calibrate(config, snn, calib)
+    snn.info["model_file"] = config["model"]["path"]
+    return snn
+
+
+def calibrated_for(config: Config, chip: str, snn, options: dict | None = None, say=lambda message: None):
+    """The SNN ``chip`` compiles: with [conversion] calibrate_steps and a chip that declares a float proxy
+    (``chips.api.Chip``), the experiment's SNN with its biases calibrated again on that proxy with the chip's
+    options (``options``, else the config's), so that they also correct the chip's own neuron error (Loihi's reset
+    to zero); otherwise the experiment's SNN itself."""
+    proxy = None if chip == FLOAT else chips.get(chip).float_proxy
+    if not config["conversion"]["calibrate_steps"] or proxy is None:
+        return snn
+    options = config.chip(chip)[0] if options is None else options
+    title = chips.get(chip).title
+    say(f"calibrating the biases on {title}'s float proxy")
+    return _calibrate(config, snn, _calibration_images(config), (title, lambda s: proxy(s, options)))
+
+
+def _calibration_note(snn) -> list[str]:
+    """The line a chip run's deviations get when its SNN's biases were calibrated against the chip's dynamics."""
+    record = snn.info.get(calibrate.INFO_KEY, {})
+    return [f"biases calibrated again for {record['timesteps']} steps on {record['images']} calibration images "
+            f"against {record['dynamics']}'s float proxy (the chip's neuron dynamics in float; neuro.calibrate)"] \
+        if "dynamics" in record else []
+
+
+def _calibrate(config: Config, snn, calib, dynamics=None):
+    return calibrate.calibrate_biases(snn, calib, config["conversion"]["calibrate_steps"], dynamics=dynamics,
+                                      encoding=config["emulation"]["encoding"], seed=config.seed,
+                                      batch_size=config["emulation"]["batch_size"])
+
+
+def _calibration_images(config: Config) -> np.ndarray:
+    """The training images that set the conversion's scales and calibrate its biases."""
+    c = config["conversion"]
     train, _ = datasets.load(_dataset(config), split="train")
     if c["calibration"] > len(train):
         raise NeuroError(f"{config.path}: key 'conversion.calibration' is {c['calibration']} but the "
                          f"{config['data']['dataset']} train split has {len(train)} images: use at most {len(train)}")
-    calib = train[calibration_indices(config, len(train))]
-    snn = convert(net, calib, percentile=c["percentile"], thresholds=thresholds, reset=c["reset"], leak=c["leak"],
-                  v_init=c["v_init"], readout=c["readout"], pool_neurons=c["pool_neurons"])
-    if c["calibrate_steps"]:
-        from neuro.calibrate import calibrate_biases
-
-        snn = calibrate_biases(snn, calib, c["calibrate_steps"], encoding=config["emulation"]["encoding"],
-                               seed=config.seed, batch_size=config["emulation"]["batch_size"])
-    snn.info["model_file"] = config["model"]["path"]
-    return snn
+    return train[calibration_indices(config, len(train))]
 
 
 @dataclass(frozen=True)
@@ -484,7 +517,7 @@ def _emulate(chip: str, program, snn, images, labels, emulation: dict, seed: int
                                f"{model}, {step} steps per inference (equal accuracy)", "_at_equal_accuracy"))
     info = {"name": c.coefficients, "cores": c.cores, "chips": c.chips,
             "assumptions": list(getattr(c, "assumptions", [])), "calibration": getattr(c, "calibration", "")}
-    return results.chip_run(chip, sim, seconds, info, cost, program.deviations)
+    return results.chip_run(chip, sim, seconds, info, cost, program.deviations + _calibration_note(snn))
 
 
 def _activity(sim, how: str, suffix: str = "") -> dict[str, Value]:

@@ -4,6 +4,7 @@ import argparse
 import re
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import REFERENCE_ONNX
@@ -268,6 +269,29 @@ def test_calibrate_steps_is_part_of_the_run(tiny_run, tmp_path):
         experiment.run_experiment(two, tiny_run.parent, resume=True, progress=False)
     snn = experiment.convert_for(experiment.load_config(two))
     assert snn.info["bias_calibration"] == {"timesteps": 2, "images": 32, "encoding": "current"}
+
+
+def test_calibrate_steps_calibrates_again_for_a_chip_with_a_float_proxy(tmp_path, mnist_test):
+    """With calibrate_steps, Loihi (whose float proxy resets to zero at reset_threshold) compiles the experiment's
+    SNN calibrated again on that proxy, and its run says so; TrueNorth on its own (its weight codes); Loihi 2 (no
+    proxy) and the float SNN run the experiment's SNN itself, which is what the results file keeps."""
+    text = TINY.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 3").replace(
+        'chips = ["float"]', 'chips = ["float", "loihi"]\nencoding = "regular"') + "[chips.loihi]\nreset_threshold = 0.7\n"
+    config = experiment.load_config(write_config(tmp_path, text))
+    snn = experiment.convert_for(config)
+    loihi = experiment.calibrated_for(config, "loihi", snn)
+    assert loihi.info["bias_calibration"] == {"timesteps": 3, "images": 32, "encoding": "regular",
+                                              "dynamics": "Loihi", "after": snn.info["bias_calibration"]}
+    assert not np.array_equal(loihi.ops[0].op.bias, snn.ops[0].op.bias)
+    truenorth = experiment.calibrated_for(config, "truenorth", snn)
+    assert truenorth.info["bias_calibration"]["dynamics"] == "TrueNorth"
+    assert not np.array_equal(truenorth.ops[0].op.bias, loihi.ops[0].op.bias)
+    assert experiment.calibrated_for(config, "loihi2", snn) is snn and experiment.calibrated_for(config, "float", snn) is snn
+    out = experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
+    r = results.read(out)
+    assert any("calibrated again for 3 steps on 32 calibration images against Loihi" in d
+               for d in r.chips["loihi"].deviations)
+    assert results.read_snn(out).info["bias_calibration"] == snn.info["bias_calibration"]
 
 
 SHIPPED = [p for p in sorted(REFERENCE_ONNX.parents[1].glob("*.toml")) if "_sweep" not in p.stem]

@@ -7,7 +7,7 @@ import pytest
 
 from neuro.encode import Playback
 from chips.compiling import compose as _compose
-from chips.loihi.compile import READOUT_VTH, compile_snn
+from chips.loihi.compile import READOUT_VTH, compile_snn, float_proxy
 from chips.loihi.neuron import VTH_MAX, LoihiBackend, LoihiLayer, program_snn, quantize_weights, simulate_chain
 from conftest import REFERENCE_ONNX
 from neuro import graph
@@ -299,15 +299,17 @@ def test_potential_readout_probes_the_output_layers_v():
         np.testing.assert_array_equal(a.weights, b.weights)
 
 
-def test_initial_v_undoes_the_bias_of_the_steps_before_the_first_input():
+@pytest.mark.parametrize("reset,reset_threshold", [("zero", 1.0), ("subtract", 0.5)])
+def test_initial_v_undoes_the_bias_of_the_steps_before_the_first_input(reset, reset_threshold):
     """Layer k's first input arrives at step k + 1 (one step of synaptic latency per layer) but its bias acts from
-    step 0: its initial v is lowered by those steps of bias, so from step k + 1 on its v and spikes are the float
-    SNN's, whose bias and input start together (dyadic values: exact in both; no v lands on a threshold)."""
+    step 0: its initial v is lowered by those steps of bias, so from step k + 1 on its v and spikes are those of the
+    float SNN as the program runs it (``float_proxy``: reset to zero, a subtracting layer's threshold at
+    reset_threshold), whose bias and input start together (dyadic values: exact in both; no v lands on a threshold)."""
     silent = graph.Dense(np.full((2, 3), 0.5), np.full(2, -0.125))        # no input: layer 0 never spikes
     biased = graph.Dense(np.array([[0.25, -0.25], [0.5, 0.5]]), np.array([5 / 32, -3 / 32]))
-    snn = SNN((3,), [Synapses(silent), Neurons(1.0, 0.0, "zero", 0.5), Synapses(biased), Neurons(1.0, 0.0, "zero", 0.5)],
+    snn = SNN((3,), [Synapses(silent), Neurons(1.0, 0.0, reset, 0.5), Synapses(biased), Neurons(1.0, 0.0, reset, 0.5)],
               readout="spikes")
-    program = compile_snn(snn)
+    program = compile_snn(snn, reset_threshold=reset_threshold)
     T = 24
 
     def last_layer(engine):
@@ -316,11 +318,13 @@ def test_initial_v_undoes_the_bias_of_the_steps_before_the_first_input():
         return trace["spikes"][0], trace["v"][0]
 
     chip_spikes, chip_v = last_layer(Engine(program.snn, program.backend(), threads=1))
-    float_spikes, float_v = last_layer(Engine(snn, threads=1))
+    float_spikes, float_v = last_layer(Engine(float_proxy(snn, {"reset_threshold": reset_threshold}), threads=1))
     assert float_spikes[:, 0].sum() > 2 and program.quantisation[1]["v_init_capped"] == 0
     assert chip_spikes[:2].sum() == 0                                      # nothing before the first input
     np.testing.assert_array_equal(chip_spikes[2:], float_spikes[:-2])
-    np.testing.assert_array_equal(chip_v[2:] / float(program.layers[1].vth << 6), float_v[:-2])
+    np.testing.assert_array_equal(chip_v[2:] / float(program.layers[1].vth << 6) * reset_threshold, float_v[:-2])
+    if reset == "subtract":   # the converted SNN itself runs differently: it keeps the charge above the threshold
+        assert not np.array_equal(last_layer(Engine(snn, threads=1))[0], float_spikes)
 
 
 def test_reset_threshold_lowers_subtracting_layers_thresholds_only():

@@ -10,7 +10,7 @@ import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth.chip import run_chip
 from chips.truenorth.cores import engine_index, build_chip
-from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, compile_snn
+from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, compile_snn, float_proxy
 from neuro import encode, graph
 from neuro.convert import convert
 from neuro.errors import NeuroError
@@ -144,6 +144,24 @@ def test_pool_neurons_map_as_a_channel_diagonal_conv():
     for i, run in enumerate(runs):
         np.testing.assert_array_equal(run.spikes, result.traces[-1]["spikes"][i].astype(bool))
     assert result.traces[1]["spikes"].sum() > 0                     # the pool's neurons spike
+
+
+def test_float_proxy_holds_the_cores_weights_and_the_snns_neurons():
+    """float_proxy: per mapped layer the weights the cores hold (pools folded in, codes x scale under the
+    options' scheme), the converted SNN's biases and neurons, so bias calibration on it sees the codes' error."""
+    snn, images = small_net()
+    program = compile_snn(snn, "multilevel", 2)
+    proxy = float_proxy(snn, {"scheme": "multilevel", "levels": 2})
+    weighted = [op.op for op in proxy.ops if isinstance(op, Synapses)]
+    assert len(weighted) == len(program.mapping.quantised) == 3
+    for op, (layer, q) in zip(weighted, program.mapping.quantised):
+        np.testing.assert_array_equal(op.weight, q.weights.reshape(layer.weight.shape).astype(np.float32))
+        np.testing.assert_array_equal(op.bias, layer.bias)
+    assert [op for op in proxy.ops if isinstance(op, Neurons)] == [op for op in snn.ops if isinstance(op, Neurons)]
+    labels = np.zeros(len(images), np.int64)
+    runs = [Engine(s, threads=1).run(images, labels, 16, record_counts=True, progress=False) for s in (snn, proxy)]
+    assert [c.shape for c in runs[0].spike_counts] == [c.shape for c in runs[1].spike_counts]
+    assert not np.array_equal(runs[0].spike_counts[0], runs[1].spike_counts[0])   # 2-bit codes change the rates
 
 
 @pytest.mark.parametrize("time_batch", [None, 7])

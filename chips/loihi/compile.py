@@ -7,6 +7,7 @@ formats, average pools folded into the next convolution; docs/chips/loihi.md "Co
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -66,17 +67,35 @@ def compile_snn(snn: SNN, vth: int = DEFAULT_VTH, reset_threshold: float = 1.0) 
     compiled, report = [], []
     for k, layer in enumerate(found):
         probed = snn.readout == "potential" and k == len(found) - 1
-        neurons = layer.neurons
-        if neurons.reset == "subtract" and not probed:
-            neurons = replace(neurons, threshold=neurons.threshold * reset_threshold)
-        quantised, errors = _quantize_layer(layer.synapse, neurons, READOUT_VTH if probed else vth,
-                                            layer.name, VTH_MAX if probed else None, ahead=k + 1)
+        quantised, errors = _quantize_layer(layer.synapse, _as_run(layer.neurons, probed, reset_threshold),
+                                            READOUT_VTH if probed else vth, layer.name,
+                                            VTH_MAX if probed else None, ahead=k + 1)
+        errors["reset"] = "zero" if layer.neurons.reset == "zero" else "zero (the SNN asked for subtract)"
         if isinstance(layer.synapse, graph.Dense):
             _check_fan_in(layer.name, int(np.count_nonzero(quantised.weights, axis=1).max(initial=0)))
         compiled.append(quantised)
         report.append(errors)
     return LoihiProgram(compiled, program_snn(compiled, snn.input_shape, snn.readout), report,
                         _deviations(snn, report, folded, reset_threshold))
+
+
+def float_proxy(snn: SNN, options: Mapping[str, Any]) -> SNN:
+    """The float SNN whose neurons run as the compiled program's do (``Chip.float_proxy``), for calibrating the
+    biases against Loihi's own dynamics (``neuro.calibrate``): reset to zero, at ``reset_threshold`` of the
+    threshold where the SNN resets by subtraction. Left out: the 8-bit weights (a small loss, docs/results.md) and
+    the one step of latency per layer (whose bias lead the compiled initial v takes out)."""
+    last = max(i for i, op in enumerate(snn.ops) if isinstance(op, Neurons))
+    ops = [_as_run(op, snn.readout == "potential" and i == last, options.get("reset_threshold", 1.0))
+           if isinstance(op, Neurons) else op for i, op in enumerate(snn.ops)]
+    return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
+
+
+def _as_run(neurons: Neurons, probed: bool, reset_threshold: float) -> Neurons:
+    """A layer's neurons as the program runs them: reset to zero, a spiking layer that resets by subtraction at
+    ``reset_threshold`` of its threshold (a probed output layer does not spike)."""
+    if neurons.reset == "subtract" and not probed:
+        return replace(neurons, reset="zero", threshold=neurons.threshold * reset_threshold)
+    return replace(neurons, reset="zero")
 
 
 def _check_fan_in(name: str, fan_in: int, floor: str = "") -> None:
@@ -159,8 +178,7 @@ def _quantize_layer(op, neurons: Neurons, vth: int, name: str, spike_vth: int | 
     errors = dict(layer=name, weight_exp=weight_exp, vth=vth,
                   weight_rel_rms=float(np.sqrt(np.mean((effective - w) ** 2) / np.mean(w ** 2))),
                   weight_max_abs=float(np.abs(effective - w).max()),
-                  bias_max_abs=float(np.abs(b_eff - b).max(initial=0)), v_init_capped=capped,
-                  reset="zero" if neurons.reset == "zero" else "zero (the SNN asked for subtract)")
+                  bias_max_abs=float(np.abs(b_eff - b).max(initial=0)), v_init_capped=capped)
     return layer, errors
 
 

@@ -1,7 +1,7 @@
 """The Loihi 1 chip model as the chip API sees it (``chips.api.Chip``), the ``loihi`` entry point."""
 
 from chips.api import Chip, Option
-from chips.loihi.compile import DEFAULT_VTH, compile_snn
+from chips.loihi.compile import DEFAULT_VTH, compile_snn, float_proxy
 from chips.loihi.cost_model import SETS, chip_limits
 from chips.loihi.neuron import VTH_MAX
 from neuro.published import PublishedPoint
@@ -24,4 +24,4 @@ CHIP = Chip(
              Option("reset_threshold", float, 1.0, "spiking thresholds as a fraction of the converted ones where reset "
                     "to zero replaces the SNN's subtraction (compensates the charge it drops; 1: none)",
                     low=0.05, high=1.0)),
-    published=PUBLISHED)
+    published=PUBLISHED, float_proxy=float_proxy)

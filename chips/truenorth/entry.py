@@ -3,7 +3,7 @@
 from chips.api import Chip, Option
 from chips.truenorth.cost_model import FIT_VOLTAGE, SETS, TICK_HZ_MAX, VOLTAGE_MAX, VOLTAGE_MIN
 from chips.truenorth.mapping import MAX_LEVELS, MIN_LEVELS, SCHEMES
-from chips.truenorth.program import DEFAULT_LEVELS, DEFAULT_SCHEME, PARTIAL_RESOLUTION, chip_limits, compile_snn
+from chips.truenorth.program import DEFAULT_LEVELS, DEFAULT_SCHEME, PARTIAL_RESOLUTION, chip_limits, compile_snn, float_proxy
 from neuro.published import HEADLINE_FPS, PublishedPoint
 
 PUBLISHED = (
@@ -28,5 +28,5 @@ CHIP = Chip(
              Option("partial_resolution", int, PARTIAL_RESOLUTION, "split layers' partial neurons fire at down to "
                     "1/this of the output threshold: finer sums, but more partial spikes, and a piece whose sum moves faster "
                     "than that a tick lags (at most one spike a tick)", low=1, high=64)),
-    published=PUBLISHED, wide_options={"scheme": "multilevel", "levels": MAX_LEVELS},
+    published=PUBLISHED, wide_options={"scheme": "multilevel", "levels": MAX_LEVELS}, float_proxy=float_proxy,
     coefficient_files=False)   # the power model is fitted to ako15 at import (chips/truenorth/cost_model.py)

@@ -39,6 +39,7 @@ first layer, one packet from off chip per target axon. So ``result.per_image("sy
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -47,7 +48,7 @@ from chips.truenorth.core import (AXON_TYPES, CHIP_CORES, CORE_AXONS, CORE_NEURO
 from chips.api import CoefficientSet
 from chips.compiling import start_ahead
 from chips.truenorth.cost_model import FIT_VOLTAGE, COEFFICIENTS, SETS, TICK_HZ, Cost, cost
-from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, map_network
+from chips.truenorth.mapping import RESET_MODE, Layer, NetworkMap, Quantised, layers, map_network, quantise
 from neuro import graph, kernels
 from neuro.errors import NeuroError
 from neuro.jit import njit
@@ -479,6 +480,23 @@ def compile_snn(snn: SNN, scheme: str = DEFAULT_SCHEME, levels: int = DEFAULT_LE
     return TrueNorthProgram(program_snn, pops, mapping, depth, clipped, _deviations(snn, mapping, clipped, capped, scheme,
                                                                                           levels),
                             tick_hz, voltage)
+
+
+def float_proxy(snn: SNN, options: Mapping[str, Any]) -> SNN:
+    """The float SNN with the weights TrueNorth's cores hold (``Chip.float_proxy``): each layer with the pools
+    before it folded in (``mapping.layers``), its weights quantised under the ``scheme`` and ``levels`` options,
+    its bias and neurons the converted SNN's; bias calibration on it (``neuro.calibrate``) corrects the per-channel
+    shift the weight codes leave. Left out: the split layers' partial neurons, the pipeline's delays, integer V."""
+    neurons = [op for op in snn.ops if isinstance(op, Neurons)]
+    ops = []
+    for layer, n in zip(layers(snn), neurons):
+        q = quantise(layer.matrix, options.get("scheme", DEFAULT_SCHEME), options.get("levels", DEFAULT_LEVELS))
+        weight = q.weights.reshape(layer.weight.shape)
+        if len(layer.in_shape) == 3 and weight.ndim == 2:
+            ops.append(graph.Flatten())
+        ops += [Synapses(graph.Dense(weight, layer.bias) if weight.ndim == 2 else
+                         graph.Conv2d(weight, layer.bias, layer.stride, layer.padding)), n]
+    return SNN(snn.input_shape, ops, snn.readout, snn.ann, snn.info)
 
 
 def _deviations(snn: SNN, mapping: NetworkMap, clipped: int, capped: int, scheme: str, levels: int) -> list[str]:
