@@ -124,11 +124,13 @@ def main() -> None:
     }
     for factor in map(float, args.loihi_reset.split(",")):
         rows[f"Loihi, reset_threshold {factor:g}"] = (
-            lambda f=factor: _loihi(calibrated_for(config, "loihi", snn, {"reset_threshold": f}), {"reset_threshold": f}),
+            lambda f=factor: _loihi(calibrated_for(config, "loihi", snn, {"reset_threshold": f}),
+                                    {"reset_threshold": f}),
             args.encoding)
     for k in [int(v) for v in args.truenorth_resolution.split(",") if v]:
         rows[f"TrueNorth, partial_resolution {k}"] = (
-            lambda k=k: _tn(calibrated_for(config, "truenorth", snn, {"partial_resolution": k}), {"partial_resolution": k}),
+            lambda k=k: _tn(calibrated_for(config, "truenorth", snn, {"partial_resolution": k}),
+                            {"partial_resolution": k}),
             args.encoding)
     only = [s for s in args.only.split("|") if s]
     out = dict(n=args.n, split=args.split, timesteps=args.timesteps, encoding=args.encoding, ann=ann_acc,

@@ -63,7 +63,7 @@ SCHEMA = {
         "readout": (str, "potential", _one_of("potential", "spikes")),
         "pool_neurons": (bool, False, None),
         # > 0: biases calibrated for this many steps (neuro.calibrate), fed as [emulation] encoding feeds the chips,
-        # and again on each chip's float proxy where it declares one (Loihi: its reset to zero)
+        # and again on each chip's float proxy where it declares one (Loihi: reset to zero; TrueNorth: weight codes)
         "calibrate_steps": (int, 0, lambda v: None if v >= 0 else "must be 0 (no calibration) or more steps"),
     },
     "emulation": {
@@ -265,8 +265,8 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         for chip, program in programs.items():
             if f"chips/{chip}" not in done:
                 say(f"emulating on {chip}")
-                run = _emulate(chip, program, systems[chip], images, labels, emulation, config.seed, progress, target,
-                               config.chip(chip), simulate)
+                run = _emulate(chip, program, systems[chip], images, labels, emulation, config.seed, progress,
+                               target, config.chip(chip), simulate)
                 results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
             say("measuring the baselines")

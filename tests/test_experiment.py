@@ -276,7 +276,8 @@ def test_calibrate_steps_calibrates_again_for_a_chip_with_a_float_proxy(tmp_path
     SNN calibrated again on that proxy, and its run says so; TrueNorth on its own (its weight codes); Loihi 2 (no
     proxy) and the float SNN run the experiment's SNN itself, which is what the results file keeps."""
     text = TINY.replace("calibration = 32", "calibration = 32\ncalibrate_steps = 3").replace(
-        'chips = ["float"]', 'chips = ["float", "loihi"]\nencoding = "regular"') + "[chips.loihi]\nreset_threshold = 0.7\n"
+        'chips = ["float"]', 'chips = ["float", "loihi"]\nencoding = "regular"')
+    text += "[chips.loihi]\nreset_threshold = 0.7\n"
     config = experiment.load_config(write_config(tmp_path, text))
     snn = experiment.convert_for(config)
     loihi = experiment.calibrated_for(config, "loihi", snn)
@@ -286,7 +287,8 @@ def test_calibrate_steps_calibrates_again_for_a_chip_with_a_float_proxy(tmp_path
     truenorth = experiment.calibrated_for(config, "truenorth", snn)
     assert truenorth.info["bias_calibration"]["dynamics"] == "TrueNorth"
     assert not np.array_equal(truenorth.ops[0].op.bias, loihi.ops[0].op.bias)
-    assert experiment.calibrated_for(config, "loihi2", snn) is snn and experiment.calibrated_for(config, "float", snn) is snn
+    assert experiment.calibrated_for(config, "loihi2", snn) is snn
+    assert experiment.calibrated_for(config, "float", snn) is snn
     out = experiment.run_experiment(write_config(tmp_path, text), tmp_path / "out", progress=False)
     r = results.read(out)
     assert any("calibrated again for 3 steps on 32 calibration images against Loihi" in d

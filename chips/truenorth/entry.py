@@ -3,7 +3,8 @@
 from chips.api import Chip, Option
 from chips.truenorth.cost_model import FIT_VOLTAGE, SETS, TICK_HZ_MAX, VOLTAGE_MAX, VOLTAGE_MIN
 from chips.truenorth.mapping import MAX_LEVELS, MIN_LEVELS, SCHEMES
-from chips.truenorth.program import DEFAULT_LEVELS, DEFAULT_SCHEME, PARTIAL_RESOLUTION, chip_limits, compile_snn, float_proxy
+from chips.truenorth.program import (DEFAULT_LEVELS, DEFAULT_SCHEME, PARTIAL_RESOLUTION, chip_limits, compile_snn,
+                                     float_proxy)
 from neuro.published import HEADLINE_FPS, PublishedPoint
 
 PUBLISHED = (
