@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import chips
+from chips.loihi.compile import float_proxy as loihi_neurons
 from chips.loihi.neuron import VTH_SHIFT
 from chips.truenorth.program import float_proxy as truenorth_weights
 from neuro import ann, datasets, graph
@@ -118,7 +119,7 @@ def main() -> None:
         "float, Loihi 8-bit weights": (lambda: Engine(_loihi_weights_float(loihi, snn)), args.encoding),
         "Loihi": (lambda: _loihi(snn, {}), args.encoding),
         "float, TrueNorth 4-bit weight codes": (lambda: Engine(truenorth_weights(snn, {})), args.encoding),
-        "float, reset to zero, thresholds x 0.7": (lambda: Engine(_variant(snn, reset="zero", threshold=0.7)),
+        "float, reset to zero, thresholds x 0.7": (lambda: Engine(loihi_neurons(snn, {"reset_threshold": 0.7})),
                                                    args.encoding),
         "TrueNorth (multilevel 4, its widest)": (lambda: _tn(snn, {}), args.encoding),
     }

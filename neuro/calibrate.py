@@ -70,7 +70,10 @@ def calibrate_biases(snn: SNN, images: np.ndarray, timesteps: int, *, max_images
         layer = ops[k].op
         ops[k] = Synapses(dataclasses.replace(layer, bias=layer.bias + ops[k + 1].threshold * shift))
     record = {"timesteps": int(timesteps), "images": len(images), "encoding": encoding}
-    record.update({"dynamics": name} if name else {}, **({"after": earlier} if earlier else {}))
+    if name:
+        record["dynamics"] = name
+    if earlier:
+        record["after"] = earlier
     info = {**snn.info, INFO_KEY: record}
     return SNN(snn.input_shape, ops, snn.readout, snn.ann, info)
 

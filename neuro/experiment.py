@@ -409,13 +409,13 @@ def calibrated_for(config: Config, chip: str, snn, options: dict | None = None, 
     (``chips.api.Chip``), the experiment's SNN with its biases calibrated again on that proxy with the chip's
     options (``options``, else the config's), so that they also correct the chip's own neuron error (Loihi's reset
     to zero); otherwise the experiment's SNN itself."""
-    proxy = None if chip == FLOAT else chips.get(chip).float_proxy
-    if not config["conversion"]["calibrate_steps"] or proxy is None:
+    model = None if chip == FLOAT else chips.get(chip)
+    if not config["conversion"]["calibrate_steps"] or model is None or model.float_proxy is None:
         return snn
     options = config.chip(chip)[0] if options is None else options
-    title = chips.get(chip).title
-    say(f"calibrating the biases on {title}'s float proxy")
-    return _calibrate(config, snn, _calibration_images(config), (title, lambda s: proxy(s, options)))
+    say(f"calibrating the biases on {model.title}'s float proxy")
+    return _calibrate(config, snn, _calibration_images(config),
+                      (model.title, lambda s: model.float_proxy(s, options)))
 
 
 def _calibration_note(snn) -> list[str]:
