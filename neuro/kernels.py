@@ -14,7 +14,7 @@ from neuro.jit import njit
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _active_inputs(xb, HW, C, start, chan, vals):
+def active_inputs(xb, HW, C, start, chan, vals):
     """Compress one image's non-zero inputs into per-position lists (CSR): start, channel, value."""
     k = 0
     for q in range(HW):
@@ -29,7 +29,7 @@ def _active_inputs(xb, HW, C, start, chan, vals):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _conv_gather_image(xb, wflat, bias, ob, H, W, C, OH, OW, kh, kw, sy, sx, py, px, cin_g, start, chan, vals, acc):
-    _active_inputs(xb, H * W, C, start, chan, vals)
+    active_inputs(xb, H * W, C, start, chan, vals)
     og = wflat.shape[1]
     for oy in range(OH):
         for ox in range(OW):

@@ -18,8 +18,8 @@ The seam for chip models is the ``Backend``: it turns each ``Synapses`` op into 
 chip uses (e.g. quantised integers held in float32, exact below 2^24) and each ``Neurons`` op into
 a ``NeuronModel`` that owns the neuron state and its update. The float backend is the default. A
 synapse op with a ``stage(in_shape, out_shape, perm)`` method brings its own stage (``reset(batch)``,
-``step(x, counts) -> out``), for a chip whose synapse format is not a conv or dense op; the engine
-runs it over a tile one step after the other.
+``step(x, counts, out)`` writing the step's currents into ``out``), for a chip whose synapse format is not a
+conv or dense op; the engine runs it over a tile one step after the other.
 """
 
 from __future__ import annotations
@@ -255,7 +255,8 @@ class PassStage:
 
 
 class ScannedStage:
-    """A chip's own synapse stage (``reset(batch)``, ``step(x, counts) -> out``) run over a tile step by step."""
+    """A chip's own synapse stage (``reset(batch)``, ``step(x, counts, out)``) run over a tile step by step, writing
+    each step's currents straight into the tile's buffer."""
 
     def __init__(self, stage, out_size):
         self.stage, self.out_size = stage, out_size
@@ -266,7 +267,7 @@ class ScannedStage:
 
     def tile(self, x, counts):
         for t, c in enumerate(counts):
-            self.out[t] = self.stage.step(x[t], c)
+            self.stage.step(x[t], c, self.out[t])
         return self.out[:len(counts)]
 
 

@@ -10,11 +10,11 @@ import chips
 from chips.truenorth import CORE_AXONS, CORE_NEURONS
 from chips.truenorth.chip import run_chip
 from chips.truenorth.cores import engine_index, build_chip
-from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, compile_snn, float_proxy
+from chips.truenorth.program import COEFFICIENTS, MERGE_UNIT, MergeOp, compile_snn, float_proxy
 from neuro import encode, graph
 from neuro.convert import convert
 from neuro.errors import NeuroError
-from neuro.sim import Engine
+from neuro.sim import LAYER_COUNT_FIELDS, Engine
 from neuro.snn import SNN, Neurons, Synapses
 
 from conftest import REFERENCE_ONNX
@@ -67,6 +67,23 @@ def test_program_equals_the_cores_tick_by_tick(scheme, levels, time_batch):
     assert result.per_image("hops") * 3 == pytest.approx(hops, rel=0.06)
     packets = (trains.sum(axis=1)[:, engine_index(snn.input_shape)] * program.mapping.layers[0].input_axons).sum()
     assert result.per_image("spikes") * 3 - packets == pytest.approx(sum(r.neuron_spikes for r in runs), rel=0.03)
+
+
+def test_merge_counts_one_sop_and_its_hops_per_partial_spike():
+    """Exact counts of the merge stage: each partial spike of tick t reaches one merge axon at t + 1."""
+    snn, _ = small_net()
+    program = compile_snn(snn, "multilevel", 4)
+    trains = (np.random.default_rng(2).random((2, 30, 192)) < 0.3).astype(np.float32)
+    result, _, _ = run_both(program, trains)
+    spikes, synops, hops = (LAYER_COUNT_FIELDS.index(f) for f in ("spikes", "synops", "hops"))
+    merges = [i for i, op in enumerate(program.snn.ops) if isinstance(getattr(op, "op", None), MergeOp)]
+    assert merges
+    for i in merges:
+        partial_spikes = result.counts_by_step[:-1, i - 1, spikes]
+        np.testing.assert_array_equal(result.counts_by_step[1:, i, synops], partial_spikes)
+        assert result.counts_by_step[0, i, synops] == 0 and partial_spikes.sum() > 0
+        per_spike = program.snn.ops[i].op.hops
+        assert per_spike.min() <= result.counts_by_step[:, i, hops].sum() / partial_spikes.sum() <= per_spike.max()
 
 
 def test_cores_respect_the_core_format():

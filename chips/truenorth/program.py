@@ -99,7 +99,6 @@ class CoreStage:
 
     def __init__(self, op: CoreOp, in_shape, out_shape, perm):
         self.op = op
-        self.out_size = int(np.prod(out_shape))
         self.blocks = 1 if op.pieces == 1 else 2 * op.pieces
         wt = np.ascontiguousarray(op.weight.T, np.float32)                       # (fan_in, out)
         piece = (np.arange(op.weight.shape[1]) // op.per_core).astype(np.int64)
@@ -125,9 +124,13 @@ class CoreStage:
         self.connections = int((op.weight != 0).sum()) * positions
 
     def reset(self, batch):
-        self.out = np.empty((batch, self.out_size), np.float32)
+        if self.geom is not None:   # conv_pieces' buffers for one image: active inputs (CSR), one position's sums
+            h, w_, c = self.geom[:3]
+            self.scratch = (np.empty(h * w_ + 1, np.int64), np.empty(h * w_ * c, np.int64),
+                            np.empty(h * w_ * c, np.float32), np.empty(max(self.blocks // 2, 1) * self.wt.shape[1],
+                                                                        np.float32))
 
-    def step(self, x, counts):
+    def step(self, x, counts, out):
         _, synops, _ = kernels.activity(x, self.fanout)
         _, packets, _ = kernels.activity(x, self.extra_spikes)
         _, hops, _ = kernels.activity(x, self.extra_hops)
@@ -138,10 +141,9 @@ class CoreStage:
         counts.dense += self.connections * x.shape[0]
         counts.event_steps += 1
         if self.geom is None:
-            dense_pieces(x, self.wt, self.piece, self.blocks, self.out)
+            dense_pieces(x, self.wt, self.piece, self.blocks, out)
         else:
-            conv_pieces(x, self.wt, self.piece, self.blocks, self.out, *self.geom)
-        return self.out
+            conv_pieces(x, self.wt, self.piece, self.blocks, out, *self.geom, *self.scratch)
 
 
 @njit(nogil=True, cache=True)
@@ -173,34 +175,42 @@ def dense_pieces(x, wt, piece, blocks, out):
         _negate_blocks(ob, 1, blocks, n_out)
 
 
-@njit(nogil=True, cache=True)
-def conv_pieces(x, wt, piece, blocks, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px):
-    """Conv2d scatter: input (iy, ix, c) reaches output (oy, ox) through tap (ky kw + kx) C + c of piece
-    piece[tap]; outputs are (position, block, channel), channel fastest; then negated blocks."""
+@njit(nogil=True, fastmath=True, cache=True)
+def conv_pieces(x, wt, piece, blocks, out, H, W, C, OH, OW, kh, kw, sy, sx, py, px, start, chan, vals, acc):
+    """Conv2d gather: each output position (oy, ox) sums its window's non-zero inputs (iy, ix, c), through tap
+    (ky kw + kx) C + c, into the partial sum of piece[tap] (``acc``: one position's pieces, in cache); outputs are
+    (position, block, channel), channel fastest, block 2p + 1 = -(block 2p). start, chan, vals: scratch for
+    ``kernels.active_inputs``. Sums of whole numbers below 2^24, so exact in any order (fastmath vectorises the
+    row updates: 2x)."""
     n_out = wt.shape[1]
     step = 2 if blocks > 1 else 0
+    pieces = max(blocks // 2, 1)
     for b in range(x.shape[0]):
-        ob = out[b]
-        ob[:] = 0.0
-        for iy in range(H):
-            for ix in range(W):
-                for c in range(C):
-                    v = x[b, (iy * W + ix) * C + c]
-                    if v == 0:
+        kernels.active_inputs(x[b], H * W, C, start, chan, vals)
+        for oy in range(OH):
+            for ox in range(OW):
+                acc[:] = 0.0
+                for ky in range(kh):
+                    iy = oy * sy + ky - py
+                    if iy < 0 or iy >= H:
                         continue
-                    for ky in range(kh):
-                        ty = iy + py - ky
-                        if ty < 0 or ty % sy != 0 or ty // sy >= OH:
+                    for kx in range(kw):
+                        ix = ox * sx + kx - px
+                        if ix < 0 or ix >= W:
                             continue
-                        for kx in range(kw):
-                            tx = ix + px - kx
-                            if tx < 0 or tx % sx != 0 or tx // sx >= OW:
-                                continue
-                            tap = (ky * kw + kx) * C + c
-                            base = (((ty // sy) * OW + tx // sx) * blocks + piece[tap] * step) * n_out
+                        q, first_tap = iy * W + ix, (ky * kw + kx) * C
+                        for k in range(start[q], start[q + 1]):
+                            tap, v = first_tap + chan[k], vals[k]
+                            row, weights = acc[piece[tap] * n_out:(piece[tap] + 1) * n_out], wt[tap]
                             for o in range(n_out):
-                                ob[base + o] += v * wt[tap, o]
-        _negate_blocks(ob, OH * OW, blocks, n_out)
+                                row[o] += v * weights[o]
+                position = (oy * OW + ox) * blocks * n_out
+                for p in range(pieces):
+                    for o in range(n_out):
+                        total = acc[p * n_out + o]
+                        out[b, position + p * step * n_out + o] = total
+                        if step:
+                            out[b, position + (p * step + 1) * n_out + o] = -total
 
 
 @dataclass
@@ -216,40 +226,49 @@ class MergeOp:
         return (self.out, *shape[1:]) if self.image else (self.out,)
 
     def stage(self, in_shape, out_shape, perm):
-        return MergeStage(self, int(np.prod(out_shape)))
+        return MergeStage(self)
 
 
 class MergeStage:
     """One SOP per partial spike (it reaches one merge axon of one set crossbar bit)."""
 
-    def __init__(self, op: MergeOp, out_size):
-        self.op, self.out_size = op, out_size
+    def __init__(self, op: MergeOp):
+        self.op = op
+        self.hops = op.hops.astype(np.float64)
 
     def reset(self, batch):
-        self.out = np.empty((batch, self.out_size), np.float32)
+        pass
 
-    def step(self, x, counts):
-        n = float(np.count_nonzero(x))
-        counts.hops += kernels.activity(x, self.op.hops)[1]
-        counts.synops += n
-        counts.effective_acs += n
+    def step(self, x, counts, out):
+        spikes, hops = merge_pieces(x, out, 2 * self.op.pieces, self.op.out, float(MERGE_UNIT), self.hops)
+        counts.hops += hops
+        counts.synops += spikes
+        counts.effective_acs += spikes
         counts.event_steps += 1
-        merge_pieces(x, self.out, 2 * self.op.pieces, self.op.out, float(MERGE_UNIT))
-        return self.out
 
 
-@njit(nogil=True, cache=True)
-def merge_pieces(x, out, blocks, n_out, unit):
-    """out[b, q, o] = unit x sum_p (x[b, q, 2p, o] - x[b, q, 2p + 1, o])."""
+@njit(nogil=True, fastmath=True, cache=True)
+def merge_pieces(x, out, blocks, n_out, unit, hops):
+    """out[b, q, o] = unit x sum_p (x[b, q, 2p, o] - x[b, q, 2p + 1, o]), in one branch-free pass over the partial
+    spikes x (0 or 1; sums of whole numbers, exact in any order); returns (partial spikes, their mesh hops:
+    ``hops`` per partial neuron)."""
     positions = out.shape[1] // n_out
+    spikes, hop_totals = 0.0, np.zeros(x.shape[0])   # hops summed per image, then over images (as kernels.activity)
     for b in range(x.shape[0]):
+        hop_total = 0.0
         for q in range(positions):
             for o in range(n_out):
-                total = 0.0
-                for p in range(0, blocks, 2):
-                    base = (q * blocks + p) * n_out
-                    total += x[b, base + o] - x[b, base + n_out + o]
-                out[b, q * n_out + o] = unit * total
+                out[b, q * n_out + o] = 0.0
+            for p in range(blocks):
+                sign = unit if p % 2 == 0 else -unit
+                base = (q * blocks + p) * n_out
+                for o in range(n_out):
+                    s = x[b, base + o]
+                    out[b, q * n_out + o] += sign * s
+                    spikes += s
+                    hop_total += hops[base + o] * s
+        hop_totals[b] = hop_total
+    return spikes, hop_totals.sum()
 
 
 # --- neurons -----------------------------------------------------------------------------------------------
@@ -267,16 +286,24 @@ class Population:
 
 
 @njit(nogil=True, cache=True)
-def population_tick(current, v, spikes, alpha, leak, mode, beta):
+def population_tick(current, v, spikes, held, alpha, leak, mode, beta):
     """Steps 1-5 of the TrueNorth neuron (``chips.truenorth``) with deterministic synapses and leak (Omega 1),
-    no threshold mask, kappa 1 (V saturates at -beta), R = 0; returns the number of spikes."""
+    no threshold mask, kappa 1 (V saturates at -beta), R = 0; returns the number of spikes. With a delay,
+    ``held`` is the ring slot of the spikes sent ``delay`` ticks ago: they go to ``spikes`` and this tick's
+    take their place, in the same pass (``held`` of size 0: no delay)."""
     total = 0
+    delayed = held.size > 0
     for b in range(v.shape[0]):
         for j in range(v.shape[1]):
             vv = np.int64(v[b, j]) + np.int64(current[b, j]) + leak[j]
             vv, spiked = _fire(vv, alpha[j], beta, 0, 0, mode, 1)
             v[b, j] = vv
-            spikes[b, j] = 1.0 if spiked else 0.0
+            fired = 1.0 if spiked else 0.0
+            if delayed:
+                spikes[b, j] = held[b, j]
+                held[b, j] = fired
+            else:
+                spikes[b, j] = fired
             total += spiked
     return total
 
@@ -294,12 +321,10 @@ class PopulationNeurons(NeuronModel):
         self.slot = 0
 
     def step(self, current, spikes):
-        fired = population_tick(current, self.v, spikes, self.pop.alpha, self.pop.leak, self.pop.reset_mode,
+        held = self.ring[self.slot] if self.pop.delay else self.ring.reshape(0, 0)
+        fired = population_tick(current, self.v, spikes, held, self.pop.alpha, self.pop.leak, self.pop.reset_mode,
                                 self.pop.beta)
         if self.pop.delay:
-            fresh = spikes.copy()
-            spikes[:] = self.ring[self.slot]
-            self.ring[self.slot] = fresh
             self.slot = (self.slot + 1) % self.pop.delay
         return fired
 
