@@ -226,8 +226,8 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
     """Run the experiment in ``config_path``; returns the results file ``out_dir/<name>.h5``.
 
     Everything is checked before the first byte is written: the config, the output folder, the data, the
-    model (converted, or read back on resume) and every chip (compiled, then run and costed for one image
-    and one step). The folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from
+    model (converted, or read back on resume) and every chip still to run (compiled, then run and costed for
+    one image and one step; on resume, a chip whose part is written is not calibrated or compiled again). The folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from
     parts made by the same config, model file, data and versions of the libraries that shape the numbers.
     ``simulate(chip, snn, images, labels, emulation, seed)``, if given, replaces the in-process engine run of
     each chip and returns its ``SimResult`` (``neuro.shard``: the images split over a Dask cluster).
@@ -247,8 +247,9 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
         snn = convert_for(config)
         ann_accuracy = snn.ann.accuracy(images, labels)
     emulation = config["emulation"]
-    systems = {chip: calibrated_for(config, chip, snn, say=say) for chip in emulation["chips"]}
-    programs = {chip: _compile(chip, systems[chip], images, labels, config) for chip in emulation["chips"]}
+    pending = [chip for chip in emulation["chips"] if f"chips/{chip}" not in done]   # on resume, chips not yet run
+    systems = {chip: calibrated_for(config, chip, snn, say=say) for chip in pending}
+    programs = {chip: _compile(chip, systems[chip], images, labels, config) for chip in pending}
     with lock.hold(out.parent):
         for tmp in stale_temps(out):
             tmp.unlink()
@@ -263,11 +264,10 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
                              lambda g: results.write_conversion(g, snn, ann_accuracy, len(images)))
         target = EqualAccuracy(ann_accuracy, config["report"]["tolerance"])
         for chip, program in programs.items():
-            if f"chips/{chip}" not in done:
-                say(f"emulating on {chip}")
-                run = _emulate(chip, program, systems[chip], images, labels, emulation, config.seed, progress,
-                               target, config.chip(chip), simulate)
-                results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
+            say(f"emulating on {chip}")
+            run = _emulate(chip, program, systems[chip], images, labels, emulation, config.seed, progress, target,
+                           config.chip(chip), simulate)
+            results.add_part(out, f"chips/{chip}", lambda g: results.write_chip(g, run))
         if "baselines" not in done:
             say("measuring the baselines")
             runs = _baselines(config, images, f"{config['data']['dataset']} test split, {len(images)} images ({config['data']['select']})")
