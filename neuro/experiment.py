@@ -227,8 +227,9 @@ def run_experiment(config_path, out_dir, resume: bool = False, progress: bool = 
 
     Everything is checked before the first byte is written: the config, the output folder, the data, the
     model (converted, or read back on resume) and every chip still to run (compiled, then run and costed for
-    one image and one step; on resume, a chip whose part is written is not calibrated or compiled again). The folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from
-    parts made by the same config, model file, data and versions of the libraries that shape the numbers.
+    one image and one step; on resume, a chip whose part is written is not calibrated or compiled again). The
+    folder is locked for the whole run (``neuro.lock``). ``resume`` goes on only from parts made by the same
+    config, model file, data and versions of the libraries that shape the numbers.
     ``simulate(chip, snn, images, labels, emulation, seed)``, if given, replaces the in-process engine run of
     each chip and returns its ``SimResult`` (``neuro.shard``: the images split over a Dask cluster).
     """
