@@ -94,8 +94,8 @@ class CoreOp:
 
 
 class CoreStage:
-    """Engine stage of a CoreOp: each input spike adds its weights to the partial sums of its piece
-    (event-driven: a converted layer's inputs are sparse spikes), then the negated copies."""
+    """Engine stage of a CoreOp: the partial sums of each piece over its non-zero inputs (event-driven: a converted
+    layer's inputs are sparse spikes), and their negated copies."""
 
     def __init__(self, op: CoreOp, in_shape, out_shape, perm):
         self.op = op
@@ -117,6 +117,9 @@ class CoreStage:
             self.fanout = kernels.conv_tap_fanout(taps, h, w_, *out_shape[1:], sy, sx, py, px)
             hwc = lambda a: a.reshape(c, h, w_).transpose(1, 2, 0).ravel()  # noqa: E731  IR (C, H, W) -> engine
             extra_sops, extra_spikes, extra_hops = hwc(extra_sops), hwc(extra_spikes), hwc(extra_hops)
+            pieces = max(self.blocks // 2, 1)   # conv_pieces' scratch: one image's active inputs, one position's sums
+            self.scratch = (np.empty(h * w_ + 1, np.int64), np.empty(h * w_ * c, np.int64),
+                            np.empty(h * w_ * c, np.float32), np.empty(pieces * wt.shape[1], np.float32))
         self.wt, self.piece = wt, piece
         self.fanout = (self.fanout + extra_sops).astype(np.float64)
         self.extra_spikes, self.extra_hops = extra_spikes.astype(np.float64), extra_hops.astype(np.float64)
@@ -124,11 +127,7 @@ class CoreStage:
         self.connections = int((op.weight != 0).sum()) * positions
 
     def reset(self, batch):
-        if self.geom is not None:   # conv_pieces' buffers for one image: active inputs (CSR), one position's sums
-            h, w_, c = self.geom[:3]
-            self.scratch = (np.empty(h * w_ + 1, np.int64), np.empty(h * w_ * c, np.int64),
-                            np.empty(h * w_ * c, np.float32), np.empty(max(self.blocks // 2, 1) * self.wt.shape[1],
-                                                                        np.float32))
+        pass
 
     def step(self, x, counts, out):
         _, synops, _ = kernels.activity(x, self.fanout)
@@ -147,18 +146,6 @@ class CoreStage:
 
 
 @njit(nogil=True, cache=True)
-def _negate_blocks(ob, positions, blocks, n_out):
-    """Block 2p + 1 = -(block 2p) at every position (the negated partial sums)."""
-    if blocks == 1:
-        return
-    for q in range(positions):
-        for p in range(0, blocks, 2):
-            base = (q * blocks + p) * n_out
-            for o in range(n_out):
-                ob[base + n_out + o] = -ob[base + o]
-
-
-@njit(nogil=True, cache=True)
 def dense_pieces(x, wt, piece, blocks, out):
     """out[b, (piece(i) x 2 or 0) x O + o] += x[b, i] wt[i, o] over non-zero inputs i; then negated blocks."""
     n_out = wt.shape[1]
@@ -172,7 +159,10 @@ def dense_pieces(x, wt, piece, blocks, out):
                 base = piece[i] * step * n_out
                 for o in range(n_out):
                     ob[base + o] += v * wt[i, o]
-        _negate_blocks(ob, 1, blocks, n_out)
+        if step:   # block 2p + 1 = -(block 2p)
+            for p in range(0, blocks, 2):
+                for o in range(n_out):
+                    ob[(p + 1) * n_out + o] = -ob[p * n_out + o]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
