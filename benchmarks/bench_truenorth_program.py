@@ -19,6 +19,7 @@ import os
 import time
 
 import chips
+from chips.truenorth.program import CoreOp, MergeOp
 from cifar10_chip_losses import EXPERIMENT, experiment_network
 from neuro.experiment import load_config
 from neuro.sim import Engine
@@ -26,16 +27,15 @@ from neuro.snn import Neurons
 
 
 def stage_kinds(snn) -> list[str]:
-    """What each op of a TrueNorth program's SNN does, by the name of its synapse op's class."""
+    """What each op of a TrueNorth program's SNN does: its synapse op's kind, or whether its neurons feed a merge."""
+    synapse_op = [getattr(op, "op", None) for op in snn.ops] + [None]
     kinds = []
     for i, op in enumerate(snn.ops):
         if isinstance(op, Neurons):
-            after = snn.ops[i + 1] if i + 1 < len(snn.ops) else None
-            partial = type(getattr(after, "op", None)).__name__ == "MergeOp"
-            kinds.append("partial neurons" if partial else "neurons")
+            kinds.append("partial neurons" if isinstance(synapse_op[i + 1], MergeOp) else "neurons")
         else:
-            kinds.append({"CoreOp": "crossbar sums", "MergeOp": "merges"}.get(type(getattr(op, "op", op)).__name__,
-                                                                          "other"))
+            kinds.append("crossbar sums" if isinstance(synapse_op[i], CoreOp) else
+                         "merges" if isinstance(synapse_op[i], MergeOp) else "other")
     return kinds
 
 

@@ -408,8 +408,8 @@ def convert_for(config: Config):
 def calibrated_for(config: Config, chip: str, snn, options: dict | None = None, say=lambda message: None):
     """The SNN ``chip`` compiles: with [conversion] calibrate_steps and a chip that declares a float proxy
     (``chips.api.Chip``), the experiment's SNN with its biases calibrated again on that proxy with the chip's
-    options (``options``, else the config's), so that they also correct the chip's own neuron error (Loihi's reset
-    to zero); otherwise the experiment's SNN itself."""
+    options (``options``, else the config's), so that they also correct the chip's own error (Loihi's reset to
+    zero, TrueNorth's weight codes); otherwise the experiment's SNN itself."""
     model = None if chip == FLOAT else chips.get(chip)
     if not config["conversion"]["calibrate_steps"] or model is None or model.float_proxy is None:
         return snn
